@@ -1,0 +1,14 @@
+//! Domain types shared by every alert-runner crate.
+//!
+//! Everything here is plain data with parsing at the edges: a [`Timeframe`],
+//! [`Symbol`] or [`Candle`] that exists is well formed.
+
+mod candle;
+mod symbol;
+mod time;
+mod timeframe;
+
+pub use candle::{Candle, CandleError, CandleUpdate, PriceSource};
+pub use symbol::{Symbol, SymbolError};
+pub use time::BarTime;
+pub use timeframe::{Timeframe, TimeframeError};
