@@ -81,10 +81,14 @@ def rnd(x, nd):
 
 
 def gen_market(name, seed, n, tf_ms, start_ms, p0, lo, hi, price_nd, vol_base,
-               vol_nd, sigma_scale, n_time_gaps, max_gap_bars, n_flat):
+               vol_nd, sigma_scale, n_time_gaps, max_gap_bars, n_flat, anchors):
     """Regime-switching geometric random walk with gaps, spikes, flat stretches,
-    missing bars and volume correlated with |return|."""
+    missing bars and volume correlated with |return|. The walk is weakly pulled
+    towards a piecewise log-linear macro path through `anchors`
+    [(fraction_of_series, price), ...] so the series spans a realistic range."""
     rng = np.random.default_rng(seed)
+    ax = [a for a, _ in anchors]
+    ay = [math.log(b) for _, b in anchors]
     # (drift, volatility) per bar, in units of sigma_scale
     regimes = [
         (0.0, 0.6),     # calm
@@ -136,8 +140,12 @@ def gen_market(name, seed, n, tf_ms, start_ms, p0, lo, hi, price_nd, vol_base,
         mu, sg = regimes[regime]
         sigma = sg * sigma_scale
         lp = math.log(prev_c)
-        # soft barrier keeps the walk inside [lo, hi]
-        mu_eff = mu * sigma_scale + 0.01 * (min(max(lp, lo_l + 0.15), hi_l - 0.15) - lp)
+        frac = i / (n - 1)
+        target = float(np.interp(frac, ax, ay))
+        slope = float(np.interp(frac + 1.0 / n, ax, ay)) - target
+        # follow the macro path loosely; soft barrier keeps the walk inside [lo, hi]
+        mu_eff = (mu * sigma_scale + slope + 0.004 * (target - lp)
+                  + 0.01 * (min(max(lp, lo_l + 0.15), hi_l - 0.15) - lp))
 
         # open: usually previous close, sometimes gapped
         u = rng.random()
@@ -239,11 +247,14 @@ def build_series(long_bars):
     out.append(gen_market(
         "btc_1h", seed=20200101, n=long_bars, tf_ms=H_MS, start_ms=utc_ms(2020, 1, 1),
         p0=7200.0, lo=7000.0, hi=70000.0, price_nd=2, vol_base=900.0, vol_nd=5,
-        sigma_scale=0.007, n_time_gaps=6, max_gap_bars=12, n_flat=4))
+        sigma_scale=0.007, n_time_gaps=6, max_gap_bars=12, n_flat=4,
+        anchors=[(0.0, 7200), (0.1, 9800), (0.15, 7100), (0.35, 11500), (0.5, 19000),
+                 (0.65, 60000), (0.78, 31000), (0.9, 50000), (1.0, 42000)]))
     out.append(gen_market(
         "alt_5m", seed=5005, n=long_bars, tf_ms=5 * MIN_MS, start_ms=utc_ms(2023, 3, 1),
         p0=0.4321, lo=0.05, hi=2.0, price_nd=5, vol_base=60000.0, vol_nd=1,
-        sigma_scale=0.004, n_time_gaps=6, max_gap_bars=36, n_flat=5))
+        sigma_scale=0.004, n_time_gaps=6, max_gap_bars=36, n_flat=5,
+        anchors=[(0.0, 0.4321), (0.3, 0.09), (0.5, 0.6), (0.7, 1.7), (0.85, 0.8), (1.0, 1.1)]))
     start = utc_ms(2024, 1, 1)
     out.append(gen_const("flat", 300, H_MS, start, 100.0, [10.0] * 300))
     rng = np.random.default_rng(43210)
@@ -357,7 +368,10 @@ def write_series(s, cols):
         for i in range(len(s)):
             fh.write(f"{s.t[i]},{fmt(s.o[i])},{fmt(s.h[i])},{fmt(s.l[i])},{fmt(s.c[i])},{fmt(s.v[i])}\n")
     with open(epath, "w", newline="") as fh:
-        fh.write("open_time_ms," + ",".join(name for name, _ in cols) + "\n")
+        # SPEC names such as MACD(12,26,9) contain commas, so header fields are
+        # quoted RFC 4180-style when needed ("MACD(12,26,9).MACD"). Data rows
+        # never need quoting.
+        csv.writer(fh, lineterminator="\n").writerow(["open_time_ms"] + [n for n, _ in cols])
         arrays = [a for _, a in cols]
         for i in range(len(s)):
             fh.write(str(s.t[i]) + "," + ",".join(fmt(a[i]) for a in arrays) + "\n")

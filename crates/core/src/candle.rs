@@ -22,7 +22,12 @@ pub enum CandleError {
     #[error("high {high} is below low {low}")]
     HighBelowLow { high: f64, low: f64 },
     #[error("{field} {value} is outside the bar's range [low {low}, high {high}]")]
-    OutsideRange { field: &'static str, value: f64, low: f64, high: f64 },
+    OutsideRange {
+        field: &'static str,
+        value: f64,
+        low: f64,
+        high: f64,
+    },
     #[error("volume {0} is negative")]
     NegativeVolume(f64),
 }
@@ -43,11 +48,19 @@ impl Candle {
             }
         }
         if self.high < self.low {
-            return Err(CandleError::HighBelowLow { high: self.high, low: self.low });
+            return Err(CandleError::HighBelowLow {
+                high: self.high,
+                low: self.low,
+            });
         }
         for (field, value) in [("open", self.open), ("close", self.close)] {
             if value < self.low || value > self.high {
-                return Err(CandleError::OutsideRange { field, value, low: self.low, high: self.high });
+                return Err(CandleError::OutsideRange {
+                    field,
+                    value,
+                    low: self.low,
+                    high: self.high,
+                });
             }
         }
         if self.volume < 0.0 {
@@ -73,7 +86,9 @@ impl Candle {
 }
 
 /// Which number of a bar an indicator or condition reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum PriceSource {
     Open,
@@ -113,7 +128,9 @@ impl PriceSource {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.as_str().eq_ignore_ascii_case(s))
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(s))
     }
 }
 
@@ -130,7 +147,14 @@ mod tests {
     use super::*;
 
     fn bar(o: f64, h: f64, l: f64, c: f64, v: f64) -> Candle {
-        Candle { open_time: BarTime::from_millis(0), open: o, high: h, low: l, close: c, volume: v }
+        Candle {
+            open_time: BarTime::from_millis(0),
+            open: o,
+            high: h,
+            low: l,
+            close: c,
+            volume: v,
+        }
     }
 
     #[test]
@@ -147,14 +171,23 @@ mod tests {
         ));
         assert!(matches!(
             bar(10.0, 12.0, 9.0, 11.0, f64::INFINITY).check(),
-            Err(CandleError::NotFinite { field: "volume", .. })
+            Err(CandleError::NotFinite {
+                field: "volume",
+                ..
+            })
         ));
-        assert!(matches!(bar(10.0, 8.0, 9.0, 8.5, 5.0).check(), Err(CandleError::HighBelowLow { .. })));
+        assert!(matches!(
+            bar(10.0, 8.0, 9.0, 8.5, 5.0).check(),
+            Err(CandleError::HighBelowLow { .. })
+        ));
         assert!(matches!(
             bar(13.0, 12.0, 9.0, 11.0, 5.0).check(),
             Err(CandleError::OutsideRange { field: "open", .. })
         ));
-        assert!(matches!(bar(10.0, 12.0, 9.0, 11.0, -1.0).check(), Err(CandleError::NegativeVolume(_))));
+        assert!(matches!(
+            bar(10.0, 12.0, 9.0, 11.0, -1.0).check(),
+            Err(CandleError::NegativeVolume(_))
+        ));
     }
 
     #[test]

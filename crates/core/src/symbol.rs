@@ -32,16 +32,24 @@ impl Symbol {
             return Err(SymbolError::Empty);
         }
         if let Some(bad) = s.chars().find(|c| !c.is_ascii_alphanumeric()) {
-            return Err(SymbolError::BadChar { given: s.to_owned(), bad });
+            return Err(SymbolError::BadChar {
+                given: s.to_owned(),
+                bad,
+            });
         }
         if s.len() > MAX_LEN {
-            return Err(SymbolError::TooLong { given: s.to_owned() });
+            return Err(SymbolError::TooLong {
+                given: s.to_owned(),
+            });
         }
         let mut bytes = [0u8; MAX_LEN];
         for (dst, src) in bytes.iter_mut().zip(s.bytes()) {
             *dst = src.to_ascii_uppercase();
         }
-        Ok(Self { len: s.len() as u8, bytes })
+        Ok(Self {
+            len: s.len() as u8,
+            bytes,
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -97,17 +105,31 @@ mod tests {
     #[test]
     fn rejects_bad_symbols_with_reasons() {
         assert_eq!(Symbol::new(""), Err(SymbolError::Empty));
-        assert!(matches!(Symbol::new("BTC/USDT"), Err(SymbolError::BadChar { bad: '/', .. })));
-        assert!(matches!(Symbol::new(&"A".repeat(24)), Err(SymbolError::TooLong { .. })));
+        assert!(matches!(
+            Symbol::new("BTC/USDT"),
+            Err(SymbolError::BadChar { bad: '/', .. })
+        ));
+        assert!(matches!(
+            Symbol::new(&"A".repeat(24)),
+            Err(SymbolError::TooLong { .. })
+        ));
         assert!(Symbol::new(&"A".repeat(23)).is_ok());
-        assert!(matches!(Symbol::new("BTC USDT"), Err(SymbolError::BadChar { bad: ' ', .. })));
+        assert!(matches!(
+            Symbol::new("BTC USDT"),
+            Err(SymbolError::BadChar { bad: ' ', .. })
+        ));
     }
 
     #[test]
     fn serde_round_trip() {
         let s: Result<Symbol, _> = serde_json::from_str("\"solusdt\"");
         assert_eq!(s.as_ref().map(|s| s.as_str()).ok(), Some("SOLUSDT"));
-        assert_eq!(s.ok().and_then(|s| serde_json::to_string(&s).ok()).as_deref(), Some("\"SOLUSDT\""));
+        assert_eq!(
+            s.ok()
+                .and_then(|s| serde_json::to_string(&s).ok())
+                .as_deref(),
+            Some("\"SOLUSDT\"")
+        );
         assert!(serde_json::from_str::<Symbol>("\"\"").is_err());
     }
 }

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 ///
 /// Bar open times, close times and fire times are all `BarTime`s; which one a value is
 /// is said by the name of the field that holds it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct BarTime(i64);
 
@@ -56,6 +58,9 @@ mod tests {
     #[test]
     fn serializes_as_plain_millis() {
         let t = BarTime::from_millis(1_700_000_000_000);
-        assert_eq!(serde_json::to_string(&t).ok().as_deref(), Some("1700000000000"));
+        assert_eq!(
+            serde_json::to_string(&t).ok().as_deref(),
+            Some("1700000000000")
+        );
     }
 }

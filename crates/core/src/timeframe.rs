@@ -27,7 +27,9 @@ pub enum Timeframe {
 
 /// The text was not one of Binance's interval names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown timeframe {given:?}: expected one of 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w")]
+#[error(
+    "unknown timeframe {given:?}: expected one of 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w"
+)]
 pub struct TimeframeError {
     pub given: String,
 }
@@ -142,7 +144,9 @@ impl FromStr for Timeframe {
         Self::ALL
             .into_iter()
             .find(|tf| tf.as_str() == s)
-            .ok_or_else(|| TimeframeError { given: s.to_owned() })
+            .ok_or_else(|| TimeframeError {
+                given: s.to_owned(),
+            })
     }
 }
 
@@ -191,8 +195,14 @@ mod tests {
     fn hours_and_days_align_to_epoch() {
         let t = BarTime::from_millis(1_704_283_200_000 + 5 * BarTime::MS_PER_MINUTE + 7);
         assert_eq!(Timeframe::H4.bar_open(t).millis(), 1_704_283_200_000);
-        assert_eq!(Timeframe::H8.bar_open(t).millis(), 1_704_283_200_000 - 4 * BarTime::MS_PER_HOUR);
-        assert_eq!(Timeframe::M5.bar_open(t).millis(), 1_704_283_200_000 + 5 * BarTime::MS_PER_MINUTE);
+        assert_eq!(
+            Timeframe::H8.bar_open(t).millis(),
+            1_704_283_200_000 - 4 * BarTime::MS_PER_HOUR
+        );
+        assert_eq!(
+            Timeframe::M5.bar_open(t).millis(),
+            1_704_283_200_000 + 5 * BarTime::MS_PER_MINUTE
+        );
         assert_eq!(Timeframe::D1.bar_close(t).millis(), 1_704_326_400_000);
     }
 
@@ -208,8 +218,14 @@ mod tests {
 
     #[test]
     fn serde_uses_names() {
-        assert_eq!(serde_json::to_string(&Timeframe::H4).ok().as_deref(), Some("\"4h\""));
-        assert_eq!(serde_json::from_str::<Timeframe>("\"15m\"").ok(), Some(Timeframe::M15));
+        assert_eq!(
+            serde_json::to_string(&Timeframe::H4).ok().as_deref(),
+            Some("\"4h\"")
+        );
+        assert_eq!(
+            serde_json::from_str::<Timeframe>("\"15m\"").ok(),
+            Some(Timeframe::M15)
+        );
         assert!(serde_json::from_str::<Timeframe>("\"2w\"").is_err());
     }
 
