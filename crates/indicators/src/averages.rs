@@ -52,9 +52,9 @@ pub struct Sma {
 }
 
 impl Sma {
-    /// TA-Lib accepts periods from 2.
+    /// TA-Lib accepts periods from 1.
     pub fn new(period: usize, source: PriceSource) -> Result<Self, SettingError> {
-        let n = check_period("period", period, 2)?;
+        let n = check_period("period", period, 1)?;
         Ok(Self {
             source,
             core: SmaCore::new(n),
@@ -156,9 +156,9 @@ pub struct Ema {
 }
 
 impl Ema {
-    /// TA-Lib accepts periods from 2.
+    /// TA-Lib accepts periods from 1.
     pub fn new(period: usize, source: PriceSource) -> Result<Self, SettingError> {
-        let n = check_period("period", period, 2)?;
+        let n = check_period("period", period, 1)?;
         Ok(Self {
             source,
             core: EmaCore::new(n),
@@ -197,7 +197,7 @@ pub struct Wma {
 
 impl Wma {
     pub fn new(period: usize, source: PriceSource) -> Result<Self, SettingError> {
-        let n = check_period("period", period, 2)?;
+        let n = check_period("period", period, 1)?;
         Ok(Self { source, n })
     }
 }
@@ -313,7 +313,7 @@ mod tests {
 
     #[test]
     fn periods_below_talib_minimum_are_refused() {
-        let err = Sma::new(1, PriceSource::Close).err().map(|e| e.to_string());
-        assert!(err.is_some_and(|e| e.contains("period") && e.contains("at least 2")));
+        let err = Sma::new(0, PriceSource::Close).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("period") && e.contains("at least 1")));
     }
 }

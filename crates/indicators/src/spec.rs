@@ -193,7 +193,7 @@ impl IndicatorKind {
     /// The smallest period TA-Lib accepts for a one-period indicator.
     fn min_period(self) -> usize {
         match self {
-            Self::Atr | Self::Roc => 1,
+            Self::Sma | Self::Ema | Self::Wma | Self::VolumeSma | Self::Atr | Self::Roc => 1,
             _ => 2,
         }
     }
@@ -614,6 +614,7 @@ mod tests {
             ("VWAP", "VWAP"),
             ("SMA(20,open)", "SMA(20,open)"),
             ("SMA(20,close)", "SMA(20)"),
+            ("SMA(1)", "SMA(1)"),
             ("EMA(10,hlc3)", "EMA(10,hlc3)"),
             ("VOLUME_SMA", "VOLUME_SMA(20)"),
             ("ATR(1)", "ATR(1)"),
