@@ -10,7 +10,8 @@ It writes, for every series, a pair of files into crates/indicators/tests/golden
     <name>.candles.csv   open_time_ms,open,high,low,close,volume
     <name>.expected.csv  open_time_ms,<SPEC.Component>,...   (TA-Lib reference values)
 
-The output is deterministic: every series is built from a numpy random Generator
+The two long series (btc_1h, alt_5m) have 15,000 bars each (override with the
+environment variable GOLDEN_LONG_BARS). The output is deterministic: every series is built from a numpy random Generator
 (PCG64) with a fixed seed, floats are written with Python repr() (shortest
 round-trip form), and NaN (TA-Lib "no value yet") is written as an empty cell.
 Generated with TA-Lib 0.8.2 (python) and numpy 2.x; other numpy major versions
@@ -410,6 +411,11 @@ def check_series(s, cols, cpath, epath):
 
 
 def main():
+    if talib.__version__ != "0.8.2":
+        print(f"WARNING: TA-Lib {talib.__version__} (C library {talib.__ta_version__!r}); the golden "
+              "files were produced with TA-Lib 0.8.2 and other versions differ in the last bits "
+              "(and in some edge cases)", file=sys.stderr)
+    # ~20,000 bars per long series would make the output ~41 MB; 15,000 keeps it ~31 MB.
     long_bars = int(os.environ.get("GOLDEN_LONG_BARS", "15000"))
     os.makedirs(OUT_DIR, exist_ok=True)
     total = 0

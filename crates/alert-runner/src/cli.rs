@@ -1,0 +1,63 @@
+//! The command line: every subcommand, flag and environment variable.
+
+use std::path::PathBuf;
+
+use alert_indicators::{IndicatorKind, IndicatorSpec};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "alert-runner",
+    version,
+    about = "Trading-alert engine: watches markets, fires alerts at most once per bar, and acts."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compute indicators over a candle file and print them as CSV.
+    #[command(after_long_help = indicators_help())]
+    Indicators(IndicatorsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IndicatorsArgs {
+    /// Candle CSV: a header `open_time_ms,open,high,low,close,volume`, or Binance's 12-column
+    /// kline CSV (open times in ms or µs).
+    #[arg(long, value_name = "FILE")]
+    pub candles: PathBuf,
+
+    /// An indicator as NAME or NAME(arg,...), e.g. RSI(14), MACD(12,26,9), BBANDS(20,2),
+    /// SMA(50,hl2). Repeat for several. See the list below.
+    #[arg(long = "indicator", value_name = "SPEC", required = true, value_parser = parse_spec)]
+    pub indicators: Vec<IndicatorSpec>,
+}
+
+fn parse_spec(s: &str) -> Result<IndicatorSpec, String> {
+    s.parse::<IndicatorSpec>().map_err(|e| e.to_string())
+}
+
+fn indicators_help() -> String {
+    let mut help = String::from(
+        "Output: CSV on stdout. The first column is open_time_ms; then one column per output, named\n\
+         SPEC.Component (e.g. RSI(14).RSI, MACD(12,26,9).Signal, BBANDS(20,2).Upper, OBV.OBV).\n\
+         A cell is empty while the indicator has no value yet (TA-Lib's lookback). Numbers are\n\
+         printed in their shortest form that reads back to the same f64.\n\n\
+         Indicators (arguments in TA-Lib's order; missing trailing arguments take the default shown):\n",
+    );
+    for kind in IndicatorKind::ALL {
+        help.push_str("  ");
+        help.push_str(kind.usage());
+        help.push('\n');
+    }
+    help.push_str(
+        "\nsource (for SMA, EMA, WMA, RSI, MACD, BBANDS, ROC; close by default):\n  \
+         open high low close hl2 hlc3 ohlc4 volume\n\n\
+         Values equal TA-Lib's (default, non-Metastock mode) to within a relative 1e-9.\n\
+         Example:\n  alert-runner indicators --candles btc_1h.csv --indicator RSI --indicator 'MACD(12,26,9)'\n",
+    );
+    help
+}
