@@ -11,9 +11,12 @@ It writes, for every series, a pair of files into crates/indicators/tests/golden
     <name>.expected.csv  open_time_ms,<SPEC.Component>,...   (TA-Lib reference values)
 
 The two long series (btc_1h, alt_5m) have 15,000 bars each (override with the
-environment variable GOLDEN_LONG_BARS). The output is deterministic: every series is built from a numpy random Generator
-(PCG64) with a fixed seed, floats are written with Python repr() (shortest
-round-trip form), and NaN (TA-Lib "no value yet") is written as an empty cell.
+environment variable GOLDEN_LONG_BARS). The output is deterministic: every
+series is built from a numpy random Generator (PCG64) with a fixed seed, floats
+are written with Python repr() (shortest round-trip form), and NaN (TA-Lib "no
+value yet") is written as an empty cell. SPEC names that contain commas, such
+as MACD(12,26,9), are quoted in the header ("MACD(12,26,9).MACD"), as RFC 4180
+requires; data rows never need quoting.
 Generated with TA-Lib 0.8.2 (python) and numpy 2.x; other numpy major versions
 could in principle change the random streams.
 

@@ -335,25 +335,23 @@ impl IndicatorSpec {
         let min = kind.min_period();
         let params = match (kind, params) {
             (IndicatorKind::Obv | IndicatorKind::Vwap, Params::None) => Params::None,
-            (k, Params::LengthOf(n, src))
-                if k.takes_source()
-                    && !matches!(k, IndicatorKind::Macd | IndicatorKind::Bbands) =>
-            {
-                Params::LengthOf(check_period("period", n, min).map_err(wrap)?, src)
-            }
-            (k, Params::Length(n))
-                if matches!(
-                    k,
-                    IndicatorKind::Atr
-                        | IndicatorKind::VolumeSma
-                        | IndicatorKind::Adx
-                        | IndicatorKind::Cci
-                        | IndicatorKind::Mfi
-                        | IndicatorKind::Willr
-                ) =>
-            {
-                Params::Length(check_period("period", n, min).map_err(wrap)?)
-            }
+            (
+                IndicatorKind::Sma
+                | IndicatorKind::Ema
+                | IndicatorKind::Wma
+                | IndicatorKind::Rsi
+                | IndicatorKind::Roc,
+                Params::LengthOf(n, src),
+            ) => Params::LengthOf(check_period("period", n, min).map_err(wrap)?, src),
+            (
+                IndicatorKind::Atr
+                | IndicatorKind::VolumeSma
+                | IndicatorKind::Adx
+                | IndicatorKind::Cci
+                | IndicatorKind::Mfi
+                | IndicatorKind::Willr,
+                Params::Length(n),
+            ) => Params::Length(check_period("period", n, min).map_err(wrap)?),
             (
                 IndicatorKind::Macd,
                 Params::Macd {

@@ -20,32 +20,21 @@ fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
-/// Splits one CSV line (RFC 4180 quoting: headers like `"MACD(12,26,9).MACD"` are quoted).
-fn split_csv(line: &str) -> Vec<String> {
-    let mut fields = vec![String::new()];
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                chars.next();
-                fields.last_mut().map(|f| f.push('"'));
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => fields.push(String::new()),
-            (c, _) => {
-                fields.last_mut().map(|f| f.push(c));
-            }
-        }
-    }
-    fields
-}
-
 fn read_rows(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
-    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut lines = text.lines();
-    let header = split_csv(lines.next().unwrap_or_default());
-    let rows = lines.map(split_csv).collect();
+    let text = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    // Headers like `"MACD(12,26,9).MACD"` are quoted, so read it as real CSV.
+    let mut reader = csv::ReaderBuilder::new().from_reader(text.as_slice());
+    let header = reader
+        .headers()
+        .map(|h| h.iter().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let rows = reader
+        .records()
+        .map(|r| {
+            r.map(|r| r.iter().map(str::to_owned).collect())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        })
+        .collect();
     (header, rows)
 }
 
