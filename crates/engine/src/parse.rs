@@ -1,0 +1,1 @@
+//! Alert JSON → [`crate::AlertDefinition`]. (Being written.)
