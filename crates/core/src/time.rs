@@ -52,10 +52,18 @@ impl BarTime {
         let b = s.trim().as_bytes();
         let num = |r: std::ops::Range<usize>| -> Option<i64> {
             let part = b.get(r)?;
-            if part.iter().all(u8::is_ascii_digit) { std::str::from_utf8(part).ok()?.parse().ok() } else { None }
+            if part.iter().all(u8::is_ascii_digit) {
+                std::str::from_utf8(part).ok()?.parse().ok()
+            } else {
+                None
+            }
         };
         let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-        if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+        if b.get(4) != Some(&b'-')
+            || b.get(7) != Some(&b'-')
+            || !(1..=12).contains(&mo)
+            || !(1..=31).contains(&d)
+        {
             return None;
         }
         let days = days_from_civil(y, mo, d);
@@ -65,7 +73,10 @@ impl BarTime {
         if b.len() == 10 {
             return Some(Self(days * Self::MS_PER_DAY));
         }
-        if !matches!(b.get(10), Some(b'T' | b't' | b' ')) || b.get(13) != Some(&b':') || b.get(16) != Some(&b':') {
+        if !matches!(b.get(10), Some(b'T' | b't' | b' '))
+            || b.get(13) != Some(&b':')
+            || b.get(16) != Some(&b':')
+        {
             return None;
         }
         let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
@@ -149,12 +160,35 @@ mod tests {
     #[test]
     fn rfc3339_examples() {
         assert_eq!(BarTime::from_millis(0).to_rfc3339(), "1970-01-01T00:00:00Z");
-        assert_eq!(BarTime::from_millis(1_704_283_200_250).to_rfc3339(), "2024-01-03T12:00:00.250Z");
-        assert_eq!(BarTime::parse_rfc3339("2024-01-03T12:00:00Z"), Some(BarTime::from_millis(1_704_283_200_000)));
-        assert_eq!(BarTime::parse_rfc3339("2024-01-03T14:00:00+02:00"), Some(BarTime::from_millis(1_704_283_200_000)));
-        assert_eq!(BarTime::parse_rfc3339("2024-01-03"), Some(BarTime::from_millis(1_704_240_000_000)));
-        assert_eq!(BarTime::parse_rfc3339("2024-01-03T12:00:00.5Z"), Some(BarTime::from_millis(1_704_283_200_500)));
-        for bad in ["", "2024-13-01", "2023-02-30", "2024-01-03T25:00:00Z", "2024-01-03T12:00:00", "yesterday", "2024-01-03T12:00:00.Z"] {
+        assert_eq!(
+            BarTime::from_millis(1_704_283_200_250).to_rfc3339(),
+            "2024-01-03T12:00:00.250Z"
+        );
+        assert_eq!(
+            BarTime::parse_rfc3339("2024-01-03T12:00:00Z"),
+            Some(BarTime::from_millis(1_704_283_200_000))
+        );
+        assert_eq!(
+            BarTime::parse_rfc3339("2024-01-03T14:00:00+02:00"),
+            Some(BarTime::from_millis(1_704_283_200_000))
+        );
+        assert_eq!(
+            BarTime::parse_rfc3339("2024-01-03"),
+            Some(BarTime::from_millis(1_704_240_000_000))
+        );
+        assert_eq!(
+            BarTime::parse_rfc3339("2024-01-03T12:00:00.5Z"),
+            Some(BarTime::from_millis(1_704_283_200_500))
+        );
+        for bad in [
+            "",
+            "2024-13-01",
+            "2023-02-30",
+            "2024-01-03T25:00:00Z",
+            "2024-01-03T12:00:00",
+            "yesterday",
+            "2024-01-03T12:00:00.Z",
+        ] {
             assert_eq!(BarTime::parse_rfc3339(bad), None, "{bad}");
         }
     }

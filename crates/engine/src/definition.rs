@@ -86,7 +86,10 @@ pub enum Series {
     /// A bar's price (or `PriceSource::Volume` for volume).
     Price(PriceSource),
     /// Component `component` (an index into `spec.kind().components()`) of an indicator.
-    Indicator { spec: IndicatorSpec, component: usize },
+    Indicator {
+        spec: IndicatorSpec,
+        component: usize,
+    },
 }
 
 /// The right-hand side of a comparison: a constant or another series.
@@ -116,27 +119,55 @@ pub enum Test {
     GreaterOrEqual(Bound),
     LessOrEqual(Bound),
     /// `|a − b| <= tolerance · max(|a|, |b|)`.
-    Equals { rhs: Bound, tolerance: f64 },
+    Equals {
+        rhs: Bound,
+        tolerance: f64,
+    },
     CrossesAbove(Bound),
     CrossesBelow(Bound),
     /// Either crossing.
     Crosses(Bound),
     /// Δa and Δother over `lookback` bars have strictly opposite signs.
-    Divergence { other: Operand, lookback: usize, direction: Direction },
+    Divergence {
+        other: Operand,
+        lookback: usize,
+        direction: Direction,
+    },
     /// Δa and Δother over `lookback` bars have strictly the same sign.
-    Convergence { other: Operand, lookback: usize },
+    Convergence {
+        other: Operand,
+        lookback: usize,
+    },
     /// `lower <= a <= upper` now and not at the previous bar.
-    EnteringChannel { lower: Bound, upper: Bound },
+    EnteringChannel {
+        lower: Bound,
+        upper: Bound,
+    },
     /// Outside now and inside at the previous bar.
-    ExitingChannel { lower: Bound, upper: Bound },
+    ExitingChannel {
+        lower: Bound,
+        upper: Bound,
+    },
     /// `lower <= a <= upper` (the seeds' `between` too).
-    InsideChannel { lower: Bound, upper: Bound },
+    InsideChannel {
+        lower: Bound,
+        upper: Bound,
+    },
     /// `a < lower || a > upper`.
-    OutsideChannel { lower: Bound, upper: Bound },
+    OutsideChannel {
+        lower: Bound,
+        upper: Bound,
+    },
     /// `(a[t] − a[t−bars]) / |a[t−bars]| · 100 >= pct`.
-    MovingUpPct { pct: f64, bars: usize },
+    MovingUpPct {
+        pct: f64,
+        bars: usize,
+    },
     /// `(a[t−bars] − a[t]) / |a[t−bars]| · 100 >= pct`.
-    MovingDownPct { pct: f64, bars: usize },
+    MovingDownPct {
+        pct: f64,
+        bars: usize,
+    },
 }
 
 /// One leaf condition.
@@ -156,7 +187,10 @@ pub struct Condition {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ConditionNode {
     Leaf(Condition),
-    Group { logic: Logic, children: Vec<ConditionNode> },
+    Group {
+        logic: Logic,
+        children: Vec<ConditionNode>,
+    },
 }
 
 /// Deepest nesting of groups accepted (the root group is depth 1).
@@ -253,7 +287,13 @@ impl AlertDefinition {
         let mut tfs = vec![self.base_timeframe];
         for c in self.leaves() {
             tfs.push(c.timeframe);
-            tfs.extend(c.test.operands().into_iter().chain([c.lhs]).map(|o| o.timeframe));
+            tfs.extend(
+                c.test
+                    .operands()
+                    .into_iter()
+                    .chain([c.lhs])
+                    .map(|o| o.timeframe),
+            );
         }
         tfs.sort();
         tfs.dedup();
@@ -281,7 +321,9 @@ impl Test {
             Test::EnteringChannel { lower, upper }
             | Test::ExitingChannel { lower, upper }
             | Test::InsideChannel { lower, upper }
-            | Test::OutsideChannel { lower, upper } => b(lower).into_iter().chain(b(upper)).collect(),
+            | Test::OutsideChannel { lower, upper } => {
+                b(lower).into_iter().chain(b(upper)).collect()
+            }
             Test::MovingUpPct { .. } | Test::MovingDownPct { .. } => Vec::new(),
         }
     }

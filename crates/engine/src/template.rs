@@ -43,7 +43,9 @@ pub struct Template {
 /// Why a template was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
-    #[error("unknown placeholder {{{{{0}}}}}: expected one of symbol, timeframe, open, high, low, close, volume, time, timenow, alert.name, alert.id, or <condition id>.value for a condition of this alert")]
+    #[error(
+        "unknown placeholder {{{{{0}}}}}: expected one of symbol, timeframe, open, high, low, close, volume, time, timenow, alert.name, alert.id, or <condition id>.value for a condition of this alert"
+    )]
     Unknown(String),
     #[error("unclosed placeholder at byte {0}: expected `}}}}`")]
     Unclosed(usize),
@@ -82,7 +84,9 @@ impl Template {
                 pieces.push(Piece::Text(rest[..open].to_owned()));
             }
             let after = &rest[open + 2..];
-            let close = after.find("}}").ok_or(TemplateError::Unclosed(offset + open))?;
+            let close = after
+                .find("}}")
+                .ok_or(TemplateError::Unclosed(offset + open))?;
             let name = after[..close].trim();
             let placeholder = match name {
                 "symbol" | "ticker" => Placeholder::Symbol,
@@ -97,7 +101,9 @@ impl Template {
                 "alert.name" => Placeholder::AlertName,
                 "alert.id" => Placeholder::AlertId,
                 other => match other.strip_suffix(".value") {
-                    Some(id) if condition_ids.contains(&id) => Placeholder::ConditionValue(id.to_owned()),
+                    Some(id) if condition_ids.contains(&id) => {
+                        Placeholder::ConditionValue(id.to_owned())
+                    }
                     _ => return Err(TemplateError::Unknown(other.to_owned())),
                 },
             };
@@ -109,7 +115,10 @@ impl Template {
         if !rest.is_empty() {
             pieces.push(Piece::Text(rest.to_owned()));
         }
-        Ok(Self { source: text.to_owned(), pieces })
+        Ok(Self {
+            source: text.to_owned(),
+            pieces,
+        })
     }
 
     /// The text as written.
@@ -178,7 +187,9 @@ mod tests {
             "{{symbol}} {{timeframe}} {{open}}/{{high}}/{{low}}/{{close}} v{{volume}} @{{time}} now {{timenow}} {{alert.name}}#{{alert.id}} rsi={{ rsi.value }}",
             &["rsi"],
         );
-        let Ok(t) = t else { panic!("valid template: {t:?}") };
+        let Ok(t) = t else {
+            panic!("valid template: {t:?}")
+        };
         let values = |id: &str| (id == "rsi").then_some(28.5);
         assert_eq!(
             t.render(&ctx(&values)),
@@ -188,10 +199,22 @@ mod tests {
 
     #[test]
     fn refuses_unknown_placeholders_at_creation() {
-        assert_eq!(Template::parse("{{secret}}", &[]), Err(TemplateError::Unknown("secret".into())));
-        assert_eq!(Template::parse("{{rsi.value}}", &["ema"]), Err(TemplateError::Unknown("rsi.value".into())));
-        assert_eq!(Template::parse("{{env.HOME}}", &[]), Err(TemplateError::Unknown("env.HOME".into())));
-        assert_eq!(Template::parse("a {{close", &[]), Err(TemplateError::Unclosed(2)));
+        assert_eq!(
+            Template::parse("{{secret}}", &[]),
+            Err(TemplateError::Unknown("secret".into()))
+        );
+        assert_eq!(
+            Template::parse("{{rsi.value}}", &["ema"]),
+            Err(TemplateError::Unknown("rsi.value".into()))
+        );
+        assert_eq!(
+            Template::parse("{{env.HOME}}", &[]),
+            Err(TemplateError::Unknown("env.HOME".into()))
+        );
+        assert_eq!(
+            Template::parse("a {{close", &[]),
+            Err(TemplateError::Unclosed(2))
+        );
         assert!(Template::parse(&"x".repeat(5000), &[]).is_err());
         let msg = TemplateError::Unknown("x".into()).to_string();
         assert!(msg.starts_with("unknown placeholder {{x}}"), "{msg}");
@@ -199,7 +222,9 @@ mod tests {
 
     #[test]
     fn plain_text_passes_through() {
-        let Ok(t) = Template::parse("no placeholders } { here", &[]) else { panic!() };
+        let Ok(t) = Template::parse("no placeholders } { here", &[]) else {
+            panic!()
+        };
         assert_eq!(t.render(&ctx(&|_| None)), "no placeholders } { here");
     }
 }

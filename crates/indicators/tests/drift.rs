@@ -51,7 +51,11 @@ fn ten_million_bars_equal_a_fresh_computation() {
     let mut checks = 0;
 
     for i in 0..BARS {
-        let base = if (i / REGIME) % 2 == 0 { 1e5 } else { 1e-3 };
+        let base = if (i / REGIME).is_multiple_of(2) {
+            1e5
+        } else {
+            1e-3
+        };
         walk = (walk + (rng.next_f64() - 0.5) * 0.01).clamp(-1.0, 1.0);
         let mid = base * walk.exp();
         let spread = mid * 0.002 * rng.next_f64();

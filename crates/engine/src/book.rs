@@ -1,0 +1,535 @@
+//! Everything the engine keeps for one symbol: its timeframes, its value table and the alerts
+//! that read them. Only the book of the updated symbol is touched by a candle update.
+
+use std::sync::Arc;
+
+use alert_core::{BarTime, Candle, CandleUpdate, PriceSource, Symbol, Timeframe};
+use alert_indicators::Components;
+
+use crate::compile::{
+    AlertState, CTest, ChannelKind, Cmp, CompiledAlert, CrossKind, Leaf, Node, Past, Val, group,
+};
+use crate::definition::{
+    AlertDefinition, AlertId, Bound, ConditionNode, Operand, Series, Test, TriggerMode,
+};
+use crate::events::{BarSnapshot, ConditionSnapshot, Event, Trigger};
+use crate::series::TfSeries;
+use crate::{DataError, EngineError};
+
+const TFS: usize = Timeframe::ALL.len();
+const SOURCES: usize = PriceSource::ALL.len();
+const PRICE_SLOTS: u32 = (TFS * SOURCES) as u32;
+
+fn tf_index(tf: Timeframe) -> usize {
+    Timeframe::ALL.iter().position(|t| *t == tf).unwrap_or(0)
+}
+
+fn source_index(s: PriceSource) -> u32 {
+    PriceSource::ALL.iter().position(|p| *p == s).unwrap_or(0) as u32
+}
+
+/// One evaluation point: the data as of `now`, with `closed` the timeframes whose bar closed.
+#[derive(Clone, Copy, Debug)]
+struct Step {
+    /// Close time of the fed candle (or of the bars a data gap closed).
+    now: BarTime,
+    /// Bit `i` set: `Timeframe::ALL[i]` closed a bar in this step.
+    closed: u16,
+}
+
+pub(crate) struct SymbolBook {
+    pub symbol: Symbol,
+    pub feed: Timeframe,
+    /// Indexed like `Timeframe::ALL`; `None` for timeframes the feed cannot build.
+    tfs: Vec<Option<TfSeries>>,
+    /// Current value of every operand: price slots first, then indicator components.
+    values: Vec<f64>,
+    free_slots: Vec<(u32, u8)>,
+    pub alerts: Vec<CompiledAlert>,
+    last_closed_feed: Option<BarTime>,
+    in_progress_feed: Option<Candle>,
+}
+
+impl SymbolBook {
+    pub fn new(symbol: Symbol, feed: Timeframe, history_bars: usize) -> Self {
+        let tfs = Timeframe::ALL
+            .iter()
+            .map(|&tf| {
+                tf.is_multiple_of(feed)
+                    .then(|| TfSeries::new(tf, history_bars))
+            })
+            .collect();
+        Self {
+            symbol,
+            feed,
+            tfs,
+            values: vec![f64::NAN; PRICE_SLOTS as usize],
+            free_slots: Vec::new(),
+            alerts: Vec::new(),
+            last_closed_feed: None,
+            in_progress_feed: None,
+        }
+    }
+
+    pub fn has_data(&self) -> bool {
+        self.last_closed_feed.is_some() || self.in_progress_feed.is_some()
+    }
+
+    /// Distinct live indicator instances across the symbol's timeframes.
+    pub fn indicator_count(&self) -> usize {
+        self.tfs
+            .iter()
+            .flatten()
+            .map(TfSeries::live_indicators)
+            .sum()
+    }
+
+    pub fn series(&self, tf: Timeframe) -> Option<&TfSeries> {
+        self.tfs.get(tf_index(tf)).and_then(Option::as_ref)
+    }
+
+    fn alloc_slots(values: &mut Vec<f64>, free: &mut Vec<(u32, u8)>, width: u8) -> u32 {
+        if let Some(i) = free.iter().position(|&(_, w)| w == width) {
+            return free.swap_remove(i).0;
+        }
+        let start = values.len() as u32;
+        values.extend(std::iter::repeat_n(f64::NAN, width as usize));
+        start
+    }
+
+    // ---- alerts ----------------------------------------------------------------------
+
+    /// Compiles and adds an alert. Its indicators are shared with other alerts, or built and
+    /// warmed from history.
+    pub fn add_alert(
+        &mut self,
+        id: AlertId,
+        def: Arc<AlertDefinition>,
+        state: AlertState,
+    ) -> Result<(), EngineError> {
+        for tf in def.timeframes() {
+            if !tf.is_multiple_of(self.feed) {
+                return Err(EngineError::Timeframe {
+                    alert: id.clone(),
+                    timeframe: tf,
+                    feed: self.feed,
+                });
+            }
+        }
+        let mut acquired = Vec::new();
+        let mut leaves = Vec::new();
+        let root = group(
+            def.logic,
+            self.compile_nodes(&def.conditions, &mut leaves, &mut acquired),
+        );
+        let mut alert = CompiledAlert {
+            id,
+            base: tf_index(def.base_timeframe) as u8,
+            base_tf: def.base_timeframe,
+            trigger: def.trigger,
+            debounce_ms: i64::from(def.debounce_bars.max(1)) * def.base_timeframe.duration_ms(),
+            expires_at: def.expires_at,
+            root,
+            leaves,
+            acquired,
+            state,
+            def,
+        };
+        self.refresh_values();
+        self.seed_past(&mut alert);
+        self.alerts.push(alert);
+        Ok(())
+    }
+
+    fn compile_nodes(
+        &mut self,
+        nodes: &[ConditionNode],
+        leaves: &mut Vec<Leaf>,
+        acquired: &mut Vec<(u8, u32)>,
+    ) -> Vec<Node> {
+        nodes
+            .iter()
+            .map(|n| match n {
+                ConditionNode::Group { logic, children } => {
+                    let c = self.compile_nodes(children, leaves, acquired);
+                    group(*logic, c)
+                }
+                ConditionNode::Leaf(cond) => {
+                    let lhs = self.operand_slot(&cond.lhs, acquired);
+                    let test = match &cond.test {
+                        Test::Greater(b) => CTest::Cmp(Cmp::Gt, self.bound(b, acquired)),
+                        Test::Less(b) => CTest::Cmp(Cmp::Lt, self.bound(b, acquired)),
+                        Test::GreaterOrEqual(b) => CTest::Cmp(Cmp::Ge, self.bound(b, acquired)),
+                        Test::LessOrEqual(b) => CTest::Cmp(Cmp::Le, self.bound(b, acquired)),
+                        Test::Equals { rhs, tolerance } => {
+                            CTest::Equals(self.bound(rhs, acquired), *tolerance)
+                        }
+                        Test::CrossesAbove(b) => {
+                            CTest::Cross(CrossKind::Above, self.bound(b, acquired))
+                        }
+                        Test::CrossesBelow(b) => {
+                            CTest::Cross(CrossKind::Below, self.bound(b, acquired))
+                        }
+                        Test::Crosses(b) => {
+                            CTest::Cross(CrossKind::Either, self.bound(b, acquired))
+                        }
+                        Test::Divergence {
+                            other, direction, ..
+                        } => CTest::Divergence(
+                            self.bound(&Bound::Series(*other), acquired),
+                            *direction,
+                        ),
+                        Test::Convergence { other, .. } => {
+                            CTest::Convergence(self.bound(&Bound::Series(*other), acquired))
+                        }
+                        Test::EnteringChannel { lower, upper } => CTest::Channel(
+                            ChannelKind::Entering,
+                            self.bound(lower, acquired),
+                            self.bound(upper, acquired),
+                        ),
+                        Test::ExitingChannel { lower, upper } => CTest::Channel(
+                            ChannelKind::Exiting,
+                            self.bound(lower, acquired),
+                            self.bound(upper, acquired),
+                        ),
+                        Test::InsideChannel { lower, upper } => CTest::Channel(
+                            ChannelKind::Inside,
+                            self.bound(lower, acquired),
+                            self.bound(upper, acquired),
+                        ),
+                        Test::OutsideChannel { lower, upper } => CTest::Channel(
+                            ChannelKind::Outside,
+                            self.bound(lower, acquired),
+                            self.bound(upper, acquired),
+                        ),
+                        Test::MovingUpPct { pct, .. } => CTest::Moving {
+                            up: true,
+                            pct: *pct,
+                        },
+                        Test::MovingDownPct { pct, .. } => CTest::Moving {
+                            up: false,
+                            pct: *pct,
+                        },
+                    };
+                    let needed = cond.test.history_needed();
+                    let past = (needed > 0).then(|| Box::new(Past::new(needed)));
+                    leaves.push(Leaf {
+                        tf: tf_index(cond.timeframe) as u8,
+                        lhs,
+                        test,
+                        past,
+                    });
+                    Node::Leaf((leaves.len() - 1) as u16)
+                }
+            })
+            .collect()
+    }
+
+    fn bound(&mut self, b: &Bound, acquired: &mut Vec<(u8, u32)>) -> Val {
+        match b {
+            Bound::Value(v) => Val::Const(*v),
+            Bound::Series(o) => Val::Slot(self.operand_slot(o, acquired)),
+        }
+    }
+
+    fn operand_slot(&mut self, o: &Operand, acquired: &mut Vec<(u8, u32)>) -> u32 {
+        let tfi = tf_index(o.timeframe);
+        match o.series {
+            Series::Price(src) => (tfi * SOURCES) as u32 + source_index(src),
+            Series::Indicator { spec, component } => {
+                let Some(Some(series)) = self.tfs.get_mut(tfi) else {
+                    return u32::MAX;
+                };
+                let (values, free) = (&mut self.values, &mut self.free_slots);
+                let (index, _) = series.acquire(&spec, |w| Self::alloc_slots(values, free, w));
+                acquired.push((tfi as u8, index as u32));
+                let base = series
+                    .indicators
+                    .get(index)
+                    .and_then(|s| s.as_ref())
+                    .map_or(u32::MAX, |s| s.slot);
+                base.saturating_add(component as u32)
+            }
+        }
+    }
+
+    /// Fills a new alert's look-back memory from history where it can be derived: operands on
+    /// the condition's own timeframe whose values at past closes are known. Other conditions
+    /// start recording at the next close.
+    fn seed_past(&self, _alert: &mut CompiledAlert) {}
+
+    /// Removes an alert and releases the indicators only it read.
+    pub fn remove_alert(&mut self, id: &AlertId) -> Option<CompiledAlert> {
+        let i = self.alerts.iter().position(|a| &a.id == id)?;
+        let alert = self.alerts.swap_remove(i);
+        for &(tfi, index) in &alert.acquired {
+            if let Some(Some(series)) = self.tfs.get_mut(tfi as usize)
+                && let Some((slot, width)) = series.release(index as usize)
+            {
+                for v in self
+                    .values
+                    .iter_mut()
+                    .skip(slot as usize)
+                    .take(width as usize)
+                {
+                    *v = f64::NAN;
+                }
+                self.free_slots.push((slot, width));
+            }
+        }
+        Some(alert)
+    }
+
+    // ---- data ------------------------------------------------------------------------
+
+    /// Applies a candle update of the fed timeframe and evaluates this symbol's alerts.
+    pub fn on_update(
+        &mut self,
+        update: &CandleUpdate,
+        out: &mut Vec<Event>,
+    ) -> Result<(), DataError> {
+        let c = update.candle;
+        c.check().map_err(|e| DataError::BadCandle {
+            symbol: self.symbol,
+            time: c.open_time,
+            reason: e.to_string(),
+        })?;
+        if !self.feed.is_aligned(c.open_time) {
+            return Err(DataError::Misaligned {
+                symbol: self.symbol,
+                time: c.open_time,
+                feed: self.feed,
+            });
+        }
+        if let Some(last) = self.last_closed_feed
+            && c.open_time <= last
+        {
+            return Err(DataError::Stale {
+                symbol: self.symbol,
+                time: c.open_time,
+                last_closed: last,
+            });
+        }
+        if let Some(cur) = self.in_progress_feed {
+            if c.open_time < cur.open_time {
+                return Err(DataError::Stale {
+                    symbol: self.symbol,
+                    time: c.open_time,
+                    last_closed: cur.open_time,
+                });
+            }
+            if c.open_time > cur.open_time {
+                // A later bar arrived before this one's close: it closes with its last values.
+                self.apply_closed(cur, out);
+            }
+        }
+        self.close_gaps(c.open_time, out);
+        if update.closed {
+            self.apply_closed(c, out);
+        } else {
+            self.apply_in_progress(c, out);
+        }
+        Ok(())
+    }
+
+    /// Closes every higher-timeframe bar whose bucket ended before `t` (the data skipped its
+    /// boundary), earliest first, evaluating at each close.
+    fn close_gaps(&mut self, t: BarTime, out: &mut Vec<Event>) {
+        loop {
+            let mut earliest: Option<BarTime> = None;
+            for series in self.tfs.iter().flatten() {
+                if let Some(bucket) = series.open_bucket() {
+                    let end = series.tf.bar_close(bucket);
+                    if end <= t && series.tf != self.feed {
+                        earliest = Some(earliest.map_or(end, |e: BarTime| e.min(end)));
+                    }
+                }
+            }
+            let Some(end) = earliest else { return };
+            let mut closed = 0u16;
+            for (i, series) in self.tfs.iter_mut().enumerate() {
+                if let Some(s) = series
+                    && s.tf != self.feed
+                    && s.open_bucket().is_some_and(|b| s.tf.bar_close(b) == end)
+                    && s.close_open_bucket()
+                {
+                    closed |= 1 << i;
+                }
+            }
+            self.refresh_values();
+            self.evaluate(Step { now: end, closed }, out);
+        }
+    }
+
+    fn apply_closed(&mut self, c: Candle, out: &mut Vec<Event>) {
+        let feed = self.feed;
+        let fed_close = c.open_time.plus_millis(feed.duration_ms());
+        let mut closed = 0u16;
+        for (i, series) in self.tfs.iter_mut().enumerate() {
+            let Some(s) = series else { continue };
+            if s.tf == feed {
+                s.close_feed_bar(c);
+                closed |= 1 << i;
+            } else {
+                let bucket = s.tf.bar_open(c.open_time);
+                if s.absorb_closed(&c, bucket, s.tf.bar_close(c.open_time) == fed_close) {
+                    closed |= 1 << i;
+                }
+            }
+        }
+        self.last_closed_feed = Some(c.open_time);
+        self.in_progress_feed = None;
+        self.refresh_values();
+        self.evaluate(
+            Step {
+                now: fed_close,
+                closed,
+            },
+            out,
+        );
+    }
+
+    fn apply_in_progress(&mut self, c: Candle, out: &mut Vec<Event>) {
+        let feed = self.feed;
+        for series in self.tfs.iter_mut().flatten() {
+            if series.tf == feed {
+                series.feed_in_progress(c);
+            } else {
+                series.absorb_in_progress(&c, series.tf.bar_open(c.open_time));
+            }
+        }
+        self.in_progress_feed = Some(c);
+        self.refresh_values();
+        self.evaluate(
+            Step {
+                now: c.open_time.plus_millis(feed.duration_ms()),
+                closed: 0,
+            },
+            out,
+        );
+    }
+
+    /// Recomputes the value table: prices of every timeframe's current bar and every shared
+    /// indicator's current values (committed at a close, peeked in progress).
+    fn refresh_values(&mut self) {
+        for (i, series) in self.tfs.iter().enumerate() {
+            let Some(s) = series else { continue };
+            let base = i * SOURCES;
+            match s.current {
+                Some(bar) => {
+                    for (k, src) in PriceSource::ALL.iter().enumerate() {
+                        self.values[base + k] = bar.price(*src);
+                    }
+                }
+                None => self.values[base..base + SOURCES].fill(f64::NAN),
+            }
+            for shared in s.indicators.iter().flatten() {
+                let comps: Components = s.values_of(shared);
+                for k in 0..shared.width as usize {
+                    if let Some(v) = self.values.get_mut(shared.slot as usize + k) {
+                        *v = comps.get(k).unwrap_or(f64::NAN);
+                    }
+                }
+            }
+        }
+    }
+
+    fn evaluate(&mut self, step: Step, out: &mut Vec<Event>) {
+        let values = &self.values;
+        for alert in &mut self.alerts {
+            let base_closed = step.closed & (1 << alert.base) != 0;
+            let bar_time = alert.base_tf.bar_open(step.now.plus_millis(-1));
+            let live = !alert.state.spent && !alert.state.expired;
+            if live && alert.expires_at.is_some_and(|e| step.now >= e) {
+                alert.state.expired = true;
+                out.push(Event::Expired {
+                    alert_id: alert.id.clone(),
+                    at: step.now,
+                });
+            }
+            let eligible = !alert.state.spent
+                && !alert.state.expired
+                && (alert.trigger != TriggerMode::OncePerBarClose || base_closed)
+                && alert
+                    .state
+                    .last_fired_bar
+                    .is_none_or(|last| bar_time.millis() >= last.millis() + alert.debounce_ms);
+            if eligible && alert.root.holds(&alert.leaves, values) {
+                alert.state.last_fired_bar = Some(bar_time);
+                if alert.trigger == TriggerMode::Once {
+                    alert.state.spent = true;
+                }
+                let base_bar = self
+                    .tfs
+                    .get(alert.base as usize)
+                    .and_then(Option::as_ref)
+                    .and_then(|s| s.current);
+                out.push(Event::Triggered(Box::new(snapshot(
+                    &self.symbol,
+                    alert,
+                    values,
+                    bar_time,
+                    step.now,
+                    base_bar,
+                ))));
+            }
+            if step.closed != 0 {
+                for leaf in &mut alert.leaves {
+                    if step.closed & (1 << leaf.tf) != 0 {
+                        let recorded = leaf.operands(values);
+                        if let Some(past) = leaf.past.as_mut() {
+                            past.push(recorded);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn snapshot(
+    symbol: &Symbol,
+    alert: &CompiledAlert,
+    values: &[f64],
+    bar_time: BarTime,
+    now: BarTime,
+    bar: Option<Candle>,
+) -> Trigger {
+    let finite = |v: f64| v.is_finite().then_some(v);
+    let leaves = alert.def.leaves();
+    let conditions = alert
+        .leaves
+        .iter()
+        .zip(leaves)
+        .map(|(leaf, cond)| {
+            let [a, b, c] = leaf.operands(values);
+            (
+                cond.id.clone(),
+                ConditionSnapshot {
+                    value: finite(a),
+                    rhs: leaf.past_rhs().or(finite(b)),
+                    rhs2: finite(c),
+                    held: leaf.holds(values),
+                },
+            )
+        })
+        .collect();
+    let bar = bar.map(|b| BarSnapshot {
+        open: b.open,
+        high: b.high,
+        low: b.low,
+        close: b.close,
+        volume: b.volume,
+    });
+    Trigger {
+        alert_id: alert.id.clone(),
+        user_id: alert.def.user_id.clone(),
+        symbol: *symbol,
+        timeframe: alert.base_tf,
+        bar_time,
+        fired_at: now,
+        conditions,
+        bar,
+        definition: Arc::clone(&alert.def),
+    }
+}

@@ -1,0 +1,234 @@
+//! The engine's public face: alerts in, candle updates in, events out.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use alert_core::{BarTime, CandleUpdate, Symbol, Timeframe};
+use serde::{Deserialize, Serialize};
+
+use crate::book::SymbolBook;
+use crate::compile::AlertState;
+use crate::definition::{AlertDefinition, AlertId};
+use crate::events::Event;
+
+/// Engine settings.
+#[derive(Clone, Copy, Debug)]
+pub struct EngineConfig {
+    /// The timeframe symbols are fed with unless [`Engine::set_feed`] says otherwise; every
+    /// other timeframe is built from it.
+    pub feed: Timeframe,
+    /// Closed bars kept per (symbol, timeframe), from which new indicators warm up.
+    pub history_bars: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            feed: Timeframe::M1,
+            history_bars: 300,
+        }
+    }
+}
+
+/// An alert the engine cannot take.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "alert {alert}: timeframe {timeframe} cannot be built from the {feed} candles this symbol is fed with: expected a multiple of {feed}"
+    )]
+    Timeframe {
+        alert: AlertId,
+        timeframe: Timeframe,
+        feed: Timeframe,
+    },
+    #[error("symbol {symbol} already has data on {current}: its feed cannot change to {requested}")]
+    FeedInUse {
+        symbol: Symbol,
+        current: Timeframe,
+        requested: Timeframe,
+    },
+}
+
+/// A candle update the engine refused; nothing changed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DataError {
+    #[error("{symbol} candle at {time}: {reason}")]
+    BadCandle {
+        symbol: Symbol,
+        time: BarTime,
+        reason: String,
+    },
+    #[error("{symbol} candle at {time} is not aligned to the {feed} feed")]
+    Misaligned {
+        symbol: Symbol,
+        time: BarTime,
+        feed: Timeframe,
+    },
+    #[error(
+        "{symbol} candle at {time} is not after the bar at {last_closed}: stale or duplicate, ignored"
+    )]
+    Stale {
+        symbol: Symbol,
+        time: BarTime,
+        last_closed: BarTime,
+    },
+}
+
+/// What the engine needs to resume without firing twice: per alert, the last bar it fired on
+/// and whether a `once` alert is spent.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EngineState {
+    pub alerts: BTreeMap<AlertId, AlertState>,
+}
+
+/// The sans-I/O engine.
+pub struct Engine {
+    config: EngineConfig,
+    feeds: HashMap<Symbol, Timeframe>,
+    books: HashMap<Symbol, SymbolBook>,
+    index: HashMap<AlertId, Symbol>,
+    /// Imported state for alerts not registered yet.
+    pending: HashMap<AlertId, AlertState>,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Self {
+        Self {
+            config,
+            feeds: HashMap::new(),
+            books: HashMap::new(),
+            index: HashMap::new(),
+            pending: HashMap::new(),
+        }
+    }
+
+    pub fn config(&self) -> EngineConfig {
+        self.config
+    }
+
+    /// Sets the timeframe a symbol is fed with, before it has data.
+    pub fn set_feed(&mut self, symbol: Symbol, feed: Timeframe) -> Result<(), EngineError> {
+        if let Some(book) = self.books.get(&symbol) {
+            if book.feed == feed {
+                return Ok(());
+            }
+            if book.has_data() || !book.alerts.is_empty() {
+                return Err(EngineError::FeedInUse {
+                    symbol,
+                    current: book.feed,
+                    requested: feed,
+                });
+            }
+            self.books.remove(&symbol);
+        }
+        self.feeds.insert(symbol, feed);
+        Ok(())
+    }
+
+    fn book(&mut self, symbol: Symbol) -> &mut SymbolBook {
+        let feed = self.feeds.get(&symbol).copied().unwrap_or(self.config.feed);
+        let history = self.config.history_bars;
+        self.books
+            .entry(symbol)
+            .or_insert_with(|| SymbolBook::new(symbol, feed, history))
+    }
+
+    /// Adds or replaces an alert. A replaced alert keeps the bar it last fired on (so an edit
+    /// cannot make it fire twice on one bar); a `once` alert stays spent only if its
+    /// definition is unchanged.
+    pub fn upsert(&mut self, id: AlertId, def: Arc<AlertDefinition>) -> Result<(), EngineError> {
+        let mut state = self.pending.remove(&id).unwrap_or_default();
+        if let Some(old) = self.remove_compiled(&id) {
+            state = AlertState {
+                last_fired_bar: old.state.last_fired_bar,
+                spent: old.state.spent && *old.def == *def,
+                expired: old.state.expired && old.def.expires_at == def.expires_at,
+            };
+        }
+        let symbol = def.symbol;
+        let result = self.book(symbol).add_alert(id.clone(), def, state);
+        if result.is_ok() {
+            self.index.insert(id, symbol);
+        }
+        result
+    }
+
+    fn remove_compiled(&mut self, id: &AlertId) -> Option<crate::compile::CompiledAlert> {
+        let symbol = self.index.remove(id)?;
+        self.books.get_mut(&symbol)?.remove_alert(id)
+    }
+
+    /// Removes an alert; indicators no other alert reads are dropped. Returns whether it existed.
+    pub fn remove(&mut self, id: &AlertId) -> bool {
+        self.remove_compiled(id).is_some()
+    }
+
+    /// Feeds one candle update of `symbol` (in its feed timeframe) and evaluates the alerts on
+    /// that symbol; what fired is appended to `out`. A refused update changes nothing.
+    pub fn on_candle(
+        &mut self,
+        symbol: Symbol,
+        update: &CandleUpdate,
+        out: &mut Vec<Event>,
+    ) -> Result<(), DataError> {
+        self.book(symbol).on_update(update, out)
+    }
+
+    pub fn alert_count(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Alerts registered on `symbol`.
+    pub fn alerts_on(&self, symbol: Symbol) -> usize {
+        self.books.get(&symbol).map_or(0, |b| b.alerts.len())
+    }
+
+    /// Distinct indicator instances kept for `symbol` (each shared by all alerts reading it).
+    pub fn indicator_count(&self, symbol: Symbol) -> usize {
+        self.books
+            .get(&symbol)
+            .map_or(0, SymbolBook::indicator_count)
+    }
+
+    /// The runtime state of one alert.
+    pub fn alert_state(&self, id: &AlertId) -> Option<AlertState> {
+        let book = self.books.get(self.index.get(id)?)?;
+        book.alerts.iter().find(|a| &a.id == id).map(|a| a.state)
+    }
+
+    /// What must survive a restart.
+    pub fn export_state(&self) -> EngineState {
+        let mut alerts: BTreeMap<AlertId, AlertState> = self
+            .pending
+            .iter()
+            .map(|(id, s)| (id.clone(), *s))
+            .collect();
+        for book in self.books.values() {
+            for a in &book.alerts {
+                if a.state != AlertState::default() {
+                    alerts.insert(a.id.clone(), a.state);
+                }
+            }
+        }
+        EngineState { alerts }
+    }
+
+    /// Restores exported state: applied now to registered alerts, and kept for alerts
+    /// registered later.
+    pub fn import_state(&mut self, state: EngineState) {
+        for (id, s) in state.alerts {
+            let applied = self
+                .index
+                .get(&id)
+                .and_then(|sym| self.books.get_mut(sym))
+                .and_then(|book| {
+                    book.alerts.iter_mut().find(|a| a.id == id).map(|a| {
+                        a.state = s;
+                    })
+                });
+            if applied.is_none() {
+                self.pending.insert(id, s);
+            }
+        }
+    }
+}
