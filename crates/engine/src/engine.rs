@@ -190,6 +190,35 @@ impl Engine {
             .map_or(0, SymbolBook::indicator_count)
     }
 
+    /// The closed bars kept for (symbol, timeframe), oldest first, then the current bar if it
+    /// is in progress (flagged `true`).
+    pub fn candles(&self, symbol: Symbol, tf: Timeframe) -> Vec<(alert_core::Candle, bool)> {
+        let Some(series) = self.books.get(&symbol).and_then(|b| b.series(tf)) else {
+            return Vec::new();
+        };
+        let mut out: Vec<_> = series.history().iter().map(|c| (*c, false)).collect();
+        if let Some(c) = series.current.filter(|_| series.in_progress) {
+            out.push((c, true));
+        }
+        out
+    }
+
+    /// The current values of an indicator that some alert reads on (symbol, timeframe).
+    pub fn indicator_values(
+        &self,
+        symbol: Symbol,
+        tf: Timeframe,
+        spec: &alert_indicators::IndicatorSpec,
+    ) -> Option<alert_indicators::Components> {
+        let series = self.books.get(&symbol)?.series(tf)?;
+        let shared = series
+            .indicators
+            .iter()
+            .flatten()
+            .find(|s| &s.spec == spec)?;
+        Some(series.values_of(shared))
+    }
+
     /// The runtime state of one alert.
     pub fn alert_state(&self, id: &AlertId) -> Option<AlertState> {
         let book = self.books.get(self.index.get(id)?)?;
