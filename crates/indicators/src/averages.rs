@@ -116,7 +116,8 @@ impl EmaCore {
         } else if self.seen + 1 == self.n {
             Some((self.acc + x) / self.n as f64)
         } else {
-            Some((x - self.acc) * self.k + self.acc)
+            // TA-Lib 0.8.1 fuses this multiply-add; so do we, to equal it bit for bit.
+            Some((x - self.acc).mul_add(self.k, self.acc))
         }
     }
 
