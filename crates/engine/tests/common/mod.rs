@@ -1,6 +1,8 @@
 //! Builders shared by the engine's integration tests.
 #![allow(dead_code)]
 
+pub mod naive;
+
 use std::sync::Arc;
 
 use alert_core::{BarTime, Candle, CandleUpdate, PriceSource, Symbol, Timeframe};

@@ -4,7 +4,10 @@
 //! DESIGN.md §4 directly, so the engine must agree with it exactly.
 
 use alert_core::{BarTime, Candle, Timeframe};
-use alert_engine::{AlertDefinition, AlertId, Bound, ConditionNode, Direction, Logic, Operand, Series, Test, TriggerMode};
+use alert_engine::{
+    AlertDefinition, AlertId, Bound, ConditionNode, Direction, Logic, Operand, Series, Test,
+    TriggerMode,
+};
 use alert_indicators::{AnyIndicator, Indicator};
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -67,7 +70,9 @@ impl<'a> View<'a> {
 
     fn value(&self, o: &Operand) -> f64 {
         let bars = self.bars(o.timeframe);
-        let Some((last, _)) = bars.last() else { return f64::NAN };
+        let Some((last, _)) = bars.last() else {
+            return f64::NAN;
+        };
         match o.series {
             Series::Price(src) => last.price(src),
             Series::Indicator { spec, component } => {
@@ -91,16 +96,32 @@ fn bound(view: &View<'_>, b: &Bound) -> f64 {
 
 impl Naive {
     pub fn new(feed: Timeframe) -> Self {
-        Self { feed, alerts: Vec::new(), closed: Vec::new(), in_progress: None, horizon: i64::MIN }
+        Self {
+            feed,
+            alerts: Vec::new(),
+            closed: Vec::new(),
+            in_progress: None,
+            horizon: i64::MIN,
+        }
     }
 
     pub fn add(&mut self, id: AlertId, def: AlertDefinition) {
-        self.alerts.push(NaiveAlert { id, def, last_fired: None, spent: false, expired: false });
+        self.alerts.push(NaiveAlert {
+            id,
+            def,
+            last_fired: None,
+            spent: false,
+            expired: false,
+        });
     }
 
     /// Close times of `tf`'s bars that closed before `now`, newest first.
     fn past_closes(&self, tf: Timeframe, now: i64, n: usize) -> Vec<i64> {
-        let view = View { candles: &self.closed, extra: None, horizon: self.horizon };
+        let view = View {
+            candles: &self.closed,
+            extra: None,
+            horizon: self.horizon,
+        };
         let mut ends: Vec<i64> = view
             .bars(tf)
             .into_iter()
@@ -114,8 +135,16 @@ impl Naive {
     }
 
     fn as_of(&self, t: i64) -> View<'_> {
-        let upto = self.closed.iter().take_while(|c| c.open_time.millis() + self.feed.duration_ms() <= t).count();
-        View { candles: &self.closed[..upto], extra: None, horizon: t }
+        let upto = self
+            .closed
+            .iter()
+            .take_while(|c| c.open_time.millis() + self.feed.duration_ms() <= t)
+            .count();
+        View {
+            candles: &self.closed[..upto],
+            extra: None,
+            horizon: t,
+        }
     }
 
     fn holds(&self, leaf: &alert_engine::Condition, view: &View<'_>, now: i64) -> bool {
@@ -147,8 +176,12 @@ impl Naive {
                     _ => up || down,
                 }
             }
-            Test::InsideChannel { lower, upper } => inside(a, bound(view, lower), bound(view, upper)),
-            Test::OutsideChannel { lower, upper } => outside(a, bound(view, lower), bound(view, upper)),
+            Test::InsideChannel { lower, upper } => {
+                inside(a, bound(view, lower), bound(view, upper))
+            }
+            Test::OutsideChannel { lower, upper } => {
+                outside(a, bound(view, lower), bound(view, upper))
+            }
             Test::EnteringChannel { lower, upper } | Test::ExitingChannel { lower, upper } => {
                 let Some(p) = past() else { return false };
                 let now_in = inside(a, bound(view, lower), bound(view, upper));
@@ -156,14 +189,18 @@ impl Naive {
                 let pa = p.value(&leaf.lhs);
                 let was_in = inside(pa, bound(&p, lower), bound(&p, upper));
                 let was_out = outside(pa, bound(&p, lower), bound(&p, upper));
-                if matches!(leaf.test, Test::EnteringChannel { .. }) { now_in && was_out } else { now_out && was_in }
+                if matches!(leaf.test, Test::EnteringChannel { .. }) {
+                    now_in && was_out
+                } else {
+                    now_out && was_in
+                }
             }
-            Test::Divergence { other, direction, .. } | Test::Convergence { other, .. } => {
+            Test::Divergence { other, .. } | Test::Convergence { other, .. } => {
                 let Some(p) = past() else { return false };
                 let da = a - p.value(&leaf.lhs);
                 let dp = view.value(other) - p.value(other);
                 match leaf.test {
-                    Test::Divergence { .. } => {
+                    Test::Divergence { direction, .. } => {
                         let bullish = dp < 0.0 && da > 0.0;
                         let bearish = dp > 0.0 && da < 0.0;
                         match direction {
@@ -182,7 +219,11 @@ impl Naive {
                     return false;
                 }
                 let change = (a - old) / old.abs() * 100.0;
-                if matches!(leaf.test, Test::MovingUpPct { .. }) { change >= *pct } else { -change >= *pct }
+                if matches!(leaf.test, Test::MovingUpPct { .. }) {
+                    change >= *pct
+                } else {
+                    -change >= *pct
+                }
             }
         }
     }
@@ -202,7 +243,11 @@ impl Naive {
     }
 
     fn step(&mut self, now: i64, base_closed: &dyn Fn(Timeframe) -> bool, out: &mut Vec<Fire>) {
-        let view = View { candles: &self.closed, extra: self.in_progress, horizon: self.horizon };
+        let view = View {
+            candles: &self.closed,
+            extra: self.in_progress,
+            horizon: self.horizon,
+        };
         let mut fires = Vec::new();
         for (i, a) in self.alerts.iter().enumerate() {
             let base = a.def.base_timeframe;
@@ -211,7 +256,10 @@ impl Naive {
             let eligible = !a.spent
                 && !expired
                 && (a.def.trigger != TriggerMode::OncePerBarClose || base_closed(base))
-                && a.last_fired.is_none_or(|l| bar_time.millis() >= l.millis() + i64::from(a.def.debounce_bars) * base.duration_ms());
+                && a.last_fired.is_none_or(|l| {
+                    bar_time.millis()
+                        >= l.millis() + i64::from(a.def.debounce_bars) * base.duration_ms()
+                });
             let fires_now = eligible && self.group(a.def.logic, &a.def.conditions, &view, now);
             fires.push((i, expired, fires_now.then_some(bar_time)));
         }
@@ -221,7 +269,11 @@ impl Naive {
             if let Some(bar_time) = fired {
                 a.last_fired = Some(bar_time);
                 a.spent |= a.def.trigger == TriggerMode::Once;
-                out.push(Fire { alert: a.id.to_string(), bar_time: bar_time.millis(), fired_at: now });
+                out.push(Fire {
+                    alert: a.id.to_string(),
+                    bar_time: bar_time.millis(),
+                    fired_at: now,
+                });
             }
         }
     }
@@ -242,19 +294,33 @@ impl Naive {
         }
         // Higher-timeframe buckets whose end the data skipped close first, earliest first.
         loop {
-            let view = View { candles: &self.closed, extra: None, horizon: self.horizon };
+            let view = View {
+                candles: &self.closed,
+                extra: None,
+                horizon: self.horizon,
+            };
             let ends: Vec<i64> = Timeframe::ALL
                 .iter()
                 .filter(|tf| **tf != self.feed && tf.is_multiple_of(self.feed))
-                .filter_map(|tf| view.bars(*tf).last().filter(|(_, closed)| !closed).map(|(b, _)| tf.bar_close(b.open_time).millis()))
+                .filter_map(|tf| {
+                    view.bars(*tf)
+                        .last()
+                        .filter(|(_, closed)| !closed)
+                        .map(|(b, _)| tf.bar_close(b.open_time).millis())
+                })
                 .filter(|&e| e <= c.open_time.millis())
                 .collect();
             let Some(&end) = ends.iter().min() else { break };
             let last_bucket_end = |tf: Timeframe| {
-                view.bars(tf).last().map(|(b, _)| tf.bar_close(b.open_time).millis())
+                view.bars(tf)
+                    .last()
+                    .map(|(b, _)| tf.bar_close(b.open_time).millis())
             };
-            let closing: Vec<Timeframe> =
-                Timeframe::ALL.iter().copied().filter(|tf| *tf != self.feed && last_bucket_end(*tf) == Some(end)).collect();
+            let closing: Vec<Timeframe> = Timeframe::ALL
+                .iter()
+                .copied()
+                .filter(|tf| *tf != self.feed && last_bucket_end(*tf) == Some(end))
+                .collect();
             self.horizon = end;
             self.step(end, &|tf| closing.contains(&tf), out);
         }
