@@ -253,10 +253,105 @@ impl SymbolBook {
         }
     }
 
-    /// Fills a new alert's look-back memory from history where it can be derived: operands on
-    /// the condition's own timeframe whose values at past closes are known. Other conditions
-    /// start recording at the next close.
-    fn seed_past(&self, _alert: &mut CompiledAlert) {}
+    /// Fills a new alert's look-back memory from history, so a crossing or a moving-% condition
+    /// added mid-stream evaluates correctly at once: the values each operand had at the last
+    /// closes of the condition's timeframe are recomputed from the stored bars. Operands on a
+    /// higher timeframe than the condition's (whose past in-progress values are not stored) and
+    /// closes beyond the kept history stay unknown; such a condition starts at the next close.
+    fn seed_past(&self, alert: &mut CompiledAlert) {
+        let def = Arc::clone(&alert.def);
+        for (leaf, cond) in alert.leaves.iter_mut().zip(def.leaves()) {
+            let Some(past) = leaf.past.as_mut() else {
+                continue;
+            };
+            let Some(own) = self.series(cond.timeframe) else {
+                continue;
+            };
+            let closes: Vec<BarTime> = own
+                .history()
+                .iter()
+                .rev()
+                .take(past.capacity())
+                .map(|b| cond.timeframe.bar_close(b.open_time))
+                .collect();
+            if closes.is_empty() {
+                continue;
+            }
+            let operand = |o: &Operand| self.values_at(o, cond.timeframe, &closes);
+            let bound = |b: &Bound| match b {
+                Bound::Value(v) => Some(vec![*v; closes.len()]),
+                Bound::Series(o) => operand(o),
+            };
+            let nan = || Some(vec![f64::NAN; closes.len()]);
+            let (b, c) = match &cond.test {
+                Test::Greater(x)
+                | Test::Less(x)
+                | Test::GreaterOrEqual(x)
+                | Test::LessOrEqual(x)
+                | Test::CrossesAbove(x)
+                | Test::CrossesBelow(x)
+                | Test::Crosses(x)
+                | Test::Equals { rhs: x, .. } => (bound(x), nan()),
+                Test::Divergence { other, .. } | Test::Convergence { other, .. } => {
+                    (operand(other), nan())
+                }
+                Test::EnteringChannel { lower, upper }
+                | Test::ExitingChannel { lower, upper }
+                | Test::InsideChannel { lower, upper }
+                | Test::OutsideChannel { lower, upper } => (bound(lower), bound(upper)),
+                Test::MovingUpPct { .. } | Test::MovingDownPct { .. } => (nan(), nan()),
+            };
+            let (Some(a), Some(b), Some(c)) = (operand(&cond.lhs), b, c) else {
+                continue;
+            };
+            // `closes` is newest first; the memory is filled oldest first.
+            for i in (0..closes.len()).rev() {
+                past.push([a[i], b[i], c[i]]);
+            }
+        }
+    }
+
+    /// The value `o` had at each of `closes` (closes of timeframe `at`), or `None` when that
+    /// cannot be recomputed from the stored bars.
+    fn values_at(&self, o: &Operand, at: Timeframe, closes: &[BarTime]) -> Option<Vec<f64>> {
+        if !at.is_multiple_of(o.timeframe) {
+            return None;
+        }
+        let series = self.series(o.timeframe)?;
+        let tf = o.timeframe;
+        // Value after each stored bar, with its close time.
+        let mut timeline: Vec<(BarTime, f64)> = Vec::with_capacity(series.history().len());
+        match o.series {
+            Series::Price(src) => {
+                timeline.extend(
+                    series
+                        .history()
+                        .iter()
+                        .map(|b| (tf.bar_close(b.open_time), b.price(src))),
+                );
+            }
+            Series::Indicator { spec, component } => {
+                let mut ind = alert_indicators::AnyIndicator::new(&spec);
+                for b in series.history() {
+                    use alert_indicators::Indicator;
+                    let v = ind
+                        .update(b)
+                        .and_then(|c| c.get(component))
+                        .unwrap_or(f64::NAN);
+                    timeline.push((tf.bar_close(b.open_time), v));
+                }
+            }
+        }
+        Some(
+            closes
+                .iter()
+                .map(|t| {
+                    let i = timeline.partition_point(|(end, _)| end <= t);
+                    if i == 0 { f64::NAN } else { timeline[i - 1].1 }
+                })
+                .collect(),
+        )
+    }
 
     /// Removes an alert and releases the indicators only it read.
     pub fn remove_alert(&mut self, id: &AlertId) -> Option<CompiledAlert> {

@@ -76,6 +76,10 @@ impl Past {
         }
     }
 
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
     pub fn push(&mut self, v: [f64; 3]) {
         if self.buf.len() == self.cap {
             self.buf.pop_front();

@@ -348,6 +348,51 @@ proptest! {
     }
 
     #[test]
+    fn an_alert_added_mid_stream_evaluates_as_if_it_had_been_there(steps in steps(90), mut late in random_alert()) {
+        // Operands on the condition's own timeframe (their past is recomputable from history).
+        fn same_tf(nodes: &mut [ConditionNode]) {
+            for n in nodes {
+                match n {
+                    ConditionNode::Group { children, .. } => same_tf(children),
+                    ConditionNode::Leaf(c) => {
+                        let tf = c.timeframe;
+                        let fix = |b: &mut Bound| if let Bound::Series(o) = b { o.timeframe = tf };
+                        match &mut c.test {
+                            Test::Greater(b) | Test::Less(b) | Test::GreaterOrEqual(b) | Test::LessOrEqual(b)
+                            | Test::CrossesAbove(b) | Test::CrossesBelow(b) | Test::Crosses(b)
+                            | Test::Equals { rhs: b, .. } => fix(b),
+                            Test::Divergence { other, .. } | Test::Convergence { other, .. } => other.timeframe = tf,
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+        same_tf(&mut late.conditions);
+        late.trigger = TriggerMode::OncePerBar;
+        late.debounce_bars = 1;
+        let ups = updates(&steps, true);
+        // Add it before the first update at or after the middle that starts a 15m bar.
+        let Some(split) = (ups.len() / 2..ups.len()).find(|&i| ups[i].0.open_time.millis() % (15 * MIN) == 0) else {
+            return Ok(());
+        };
+        let added_at = ups[split].0.open_time.millis();
+        let mut e = engine();
+        let mut fired = run_engine(&mut e, &ups[..split]);
+        add(&mut e, "late", late.clone());
+        fired.extend(run_engine(&mut e, &ups[split..]));
+        let mut naive = Naive::new(Timeframe::M1);
+        naive.add(id("late"), late);
+        let mut want = Vec::new();
+        for (c, closed) in &ups {
+            naive.on_update(*c, *closed, &mut want);
+        }
+        let want: Vec<Fire> = want.into_iter().filter(|f| f.bar_time >= added_at).collect();
+        let got: Vec<Fire> = fired.into_iter().filter(|f| f.bar_time >= added_at).collect();
+        prop_assert_eq!(got, want);
+    }
+
+    #[test]
     fn triggers_do_not_depend_on_sharing(steps in steps(120), target in random_alert(), others in prop::collection::vec(random_alert(), 0..30)) {
         let ups = updates(&steps, true);
         let mut alone = engine();
