@@ -21,6 +21,34 @@ pub enum Command {
     /// Compute indicators over a candle file and print them as CSV.
     #[command(after_long_help = indicators_help())]
     Indicators(IndicatorsArgs),
+    /// Benchmark the engine on a deterministic synthetic market (1m candles, in memory) and
+    /// print one JSON object with throughput, round latency and memory.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Number of symbols.
+    #[arg(long, default_value_t = 100)]
+    pub symbols: usize,
+    /// Number of alerts, spread evenly over the symbols.
+    #[arg(long, default_value_t = 10_000)]
+    pub alerts: usize,
+    /// Measured 1m bars per symbol.
+    #[arg(long, default_value_t = 60)]
+    pub bars: u64,
+    /// Seed of the synthetic market and alert mix.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// In-progress updates per bar before its close.
+    #[arg(long, default_value_t = 2)]
+    pub partials: usize,
+    /// Bars fed before the alerts are registered (they warm up from this history).
+    #[arg(long, default_value_t = 300)]
+    pub warmup: u64,
+    /// Closed bars kept per (symbol, timeframe).
+    #[arg(long, default_value_t = 300)]
+    pub history: usize,
 }
 
 #[derive(Debug, Args)]

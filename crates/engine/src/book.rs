@@ -48,6 +48,8 @@ pub(crate) struct SymbolBook {
     pub alerts: Vec<CompiledAlert>,
     last_closed_feed: Option<BarTime>,
     in_progress_feed: Option<Candle>,
+    /// Alert evaluations performed (conditions tested), for benchmarks and metrics.
+    pub evaluations: u64,
 }
 
 impl SymbolBook {
@@ -68,6 +70,7 @@ impl SymbolBook {
             alerts: Vec::new(),
             last_closed_feed: None,
             in_progress_feed: None,
+            evaluations: 0,
         }
     }
 
@@ -116,23 +119,20 @@ impl SymbolBook {
                 });
             }
         }
-        let mut acquired = Vec::new();
         let mut leaves = Vec::new();
-        let root = group(
-            def.logic,
-            self.compile_nodes(&def.conditions, &mut leaves, &mut acquired),
-        );
+        let nodes = self.compile_nodes(&def.conditions, &mut leaves);
+        let nested = nodes.iter().any(|n| matches!(n, Node::Group { .. }));
         let mut alert = CompiledAlert {
-            id,
+            state,
             base: tf_index(def.base_timeframe) as u8,
-            base_tf: def.base_timeframe,
             trigger: def.trigger,
+            any: def.logic == crate::definition::Logic::Or,
             debounce_ms: i64::from(def.debounce_bars.max(1)) * def.base_timeframe.duration_ms(),
             expires_at: def.expires_at,
-            root,
-            leaves,
-            acquired,
-            state,
+            leaves: leaves.into_iter().collect(),
+            tree: nested.then(|| Box::new(group(def.logic, nodes))),
+            base_tf: def.base_timeframe,
+            id,
             def,
         };
         self.refresh_values();
@@ -141,66 +141,52 @@ impl SymbolBook {
         Ok(())
     }
 
-    fn compile_nodes(
-        &mut self,
-        nodes: &[ConditionNode],
-        leaves: &mut Vec<Leaf>,
-        acquired: &mut Vec<(u8, u32)>,
-    ) -> Vec<Node> {
+    fn compile_nodes(&mut self, nodes: &[ConditionNode], leaves: &mut Vec<Leaf>) -> Vec<Node> {
         nodes
             .iter()
             .map(|n| match n {
                 ConditionNode::Group { logic, children } => {
-                    let c = self.compile_nodes(children, leaves, acquired);
+                    let c = self.compile_nodes(children, leaves);
                     group(*logic, c)
                 }
                 ConditionNode::Leaf(cond) => {
-                    let lhs = self.operand_slot(&cond.lhs, acquired);
+                    let lhs = self.operand_slot(&cond.lhs);
                     let test = match &cond.test {
-                        Test::Greater(b) => CTest::Cmp(Cmp::Gt, self.bound(b, acquired)),
-                        Test::Less(b) => CTest::Cmp(Cmp::Lt, self.bound(b, acquired)),
-                        Test::GreaterOrEqual(b) => CTest::Cmp(Cmp::Ge, self.bound(b, acquired)),
-                        Test::LessOrEqual(b) => CTest::Cmp(Cmp::Le, self.bound(b, acquired)),
+                        Test::Greater(b) => CTest::Cmp(Cmp::Gt, self.bound(b)),
+                        Test::Less(b) => CTest::Cmp(Cmp::Lt, self.bound(b)),
+                        Test::GreaterOrEqual(b) => CTest::Cmp(Cmp::Ge, self.bound(b)),
+                        Test::LessOrEqual(b) => CTest::Cmp(Cmp::Le, self.bound(b)),
                         Test::Equals { rhs, tolerance } => {
-                            CTest::Equals(self.bound(rhs, acquired), *tolerance)
+                            CTest::Equals(self.bound(rhs), *tolerance)
                         }
-                        Test::CrossesAbove(b) => {
-                            CTest::Cross(CrossKind::Above, self.bound(b, acquired))
-                        }
-                        Test::CrossesBelow(b) => {
-                            CTest::Cross(CrossKind::Below, self.bound(b, acquired))
-                        }
-                        Test::Crosses(b) => {
-                            CTest::Cross(CrossKind::Either, self.bound(b, acquired))
-                        }
+                        Test::CrossesAbove(b) => CTest::Cross(CrossKind::Above, self.bound(b)),
+                        Test::CrossesBelow(b) => CTest::Cross(CrossKind::Below, self.bound(b)),
+                        Test::Crosses(b) => CTest::Cross(CrossKind::Either, self.bound(b)),
                         Test::Divergence {
                             other, direction, ..
-                        } => CTest::Divergence(
-                            self.bound(&Bound::Series(*other), acquired),
-                            *direction,
-                        ),
+                        } => CTest::Divergence(self.bound(&Bound::Series(*other)), *direction),
                         Test::Convergence { other, .. } => {
-                            CTest::Convergence(self.bound(&Bound::Series(*other), acquired))
+                            CTest::Convergence(self.bound(&Bound::Series(*other)))
                         }
                         Test::EnteringChannel { lower, upper } => CTest::Channel(
                             ChannelKind::Entering,
-                            self.bound(lower, acquired),
-                            self.bound(upper, acquired),
+                            self.bound(lower),
+                            self.bound(upper),
                         ),
                         Test::ExitingChannel { lower, upper } => CTest::Channel(
                             ChannelKind::Exiting,
-                            self.bound(lower, acquired),
-                            self.bound(upper, acquired),
+                            self.bound(lower),
+                            self.bound(upper),
                         ),
                         Test::InsideChannel { lower, upper } => CTest::Channel(
                             ChannelKind::Inside,
-                            self.bound(lower, acquired),
-                            self.bound(upper, acquired),
+                            self.bound(lower),
+                            self.bound(upper),
                         ),
                         Test::OutsideChannel { lower, upper } => CTest::Channel(
                             ChannelKind::Outside,
-                            self.bound(lower, acquired),
-                            self.bound(upper, acquired),
+                            self.bound(lower),
+                            self.bound(upper),
                         ),
                         Test::MovingUpPct { pct, .. } => CTest::Moving {
                             up: true,
@@ -212,7 +198,7 @@ impl SymbolBook {
                         },
                     };
                     let needed = cond.test.history_needed();
-                    let past = (needed > 0).then(|| Box::new(Past::new(needed)));
+                    let past = (needed > 0).then(|| Past::new(needed));
                     leaves.push(Leaf {
                         tf: tf_index(cond.timeframe) as u8,
                         lhs,
@@ -225,14 +211,14 @@ impl SymbolBook {
             .collect()
     }
 
-    fn bound(&mut self, b: &Bound, acquired: &mut Vec<(u8, u32)>) -> Val {
+    fn bound(&mut self, b: &Bound) -> Val {
         match b {
             Bound::Value(v) => Val::Const(*v),
-            Bound::Series(o) => Val::Slot(self.operand_slot(o, acquired)),
+            Bound::Series(o) => Val::Slot(self.operand_slot(o)),
         }
     }
 
-    fn operand_slot(&mut self, o: &Operand, acquired: &mut Vec<(u8, u32)>) -> u32 {
+    fn operand_slot(&mut self, o: &Operand) -> u32 {
         let tfi = tf_index(o.timeframe);
         match o.series {
             Series::Price(src) => (tfi * SOURCES) as u32 + source_index(src),
@@ -242,7 +228,6 @@ impl SymbolBook {
                 };
                 let (values, free) = (&mut self.values, &mut self.free_slots);
                 let (index, _) = series.acquire(&spec, |w| Self::alloc_slots(values, free, w));
-                acquired.push((tfi as u8, index as u32));
                 let base = series
                     .indicators
                     .get(index)
@@ -357,19 +342,32 @@ impl SymbolBook {
     pub fn remove_alert(&mut self, id: &AlertId) -> Option<CompiledAlert> {
         let i = self.alerts.iter().position(|a| &a.id == id)?;
         let alert = self.alerts.swap_remove(i);
-        for &(tfi, index) in &alert.acquired {
-            if let Some(Some(series)) = self.tfs.get_mut(tfi as usize)
-                && let Some((slot, width)) = series.release(index as usize)
-            {
-                for v in self
-                    .values
-                    .iter_mut()
-                    .skip(slot as usize)
-                    .take(width as usize)
-                {
-                    *v = f64::NAN;
+        for cond in alert.def.leaves() {
+            for o in cond.test.operands().into_iter().chain([cond.lhs]) {
+                let Series::Indicator { spec, .. } = o.series else {
+                    continue;
+                };
+                let Some(Some(series)) = self.tfs.get_mut(tf_index(o.timeframe)) else {
+                    continue;
+                };
+                let Some(index) = series
+                    .indicators
+                    .iter()
+                    .position(|s| s.as_ref().is_some_and(|s| s.spec == spec))
+                else {
+                    continue;
+                };
+                if let Some((slot, width)) = series.release(index) {
+                    for v in self
+                        .values
+                        .iter_mut()
+                        .skip(slot as usize)
+                        .take(width as usize)
+                    {
+                        *v = f64::NAN;
+                    }
+                    self.free_slots.push((slot, width));
                 }
-                self.free_slots.push((slot, width));
             }
         }
         Some(alert)
@@ -531,9 +529,11 @@ impl SymbolBook {
 
     fn evaluate(&mut self, step: Step, out: &mut Vec<Event>) {
         let values = &self.values;
+        let bar_times: [BarTime; TFS] =
+            std::array::from_fn(|i| Timeframe::ALL[i].bar_open(step.now.plus_millis(-1)));
         for alert in &mut self.alerts {
             let base_closed = step.closed & (1 << alert.base) != 0;
-            let bar_time = alert.base_tf.bar_open(step.now.plus_millis(-1));
+            let bar_time = bar_times[alert.base as usize];
             let live = !alert.state.spent && !alert.state.expired;
             if live && alert.expires_at.is_some_and(|e| step.now >= e) {
                 alert.state.expired = true;
@@ -549,7 +549,10 @@ impl SymbolBook {
                     .state
                     .last_fired_bar
                     .is_none_or(|last| bar_time.millis() >= last.millis() + alert.debounce_ms);
-            if eligible && alert.root.holds(&alert.leaves, values) {
+            if eligible {
+                self.evaluations += 1;
+            }
+            if eligible && alert.holds(values) {
                 alert.state.last_fired_bar = Some(bar_time);
                 if alert.trigger == TriggerMode::Once {
                     alert.state.spent = true;

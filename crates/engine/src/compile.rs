@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use alert_core::{BarTime, Timeframe};
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::definition::{AlertDefinition, AlertId, Direction, Logic, TriggerMode};
 
@@ -61,38 +62,56 @@ pub(crate) enum CTest {
     Moving { up: bool, pct: f64 },
 }
 
-/// Values of a condition's operands at the last closes of its timeframe, newest last.
+/// Values of a condition's operands at the last closes of its timeframe. Crossings and
+/// channels need only the last close, kept inline (no allocation); divergence and moving %
+/// keep a ring of `cap` closes.
 #[derive(Clone, Debug)]
-pub(crate) struct Past {
-    cap: usize,
-    buf: VecDeque<[f64; 3]>,
+pub(crate) enum Past {
+    One(Option<[f64; 3]>),
+    Ring {
+        cap: usize,
+        buf: Box<VecDeque<[f64; 3]>>,
+    },
 }
 
 impl Past {
     pub fn new(cap: usize) -> Self {
-        Self {
-            cap,
-            buf: VecDeque::with_capacity(cap),
+        if cap <= 1 {
+            Past::One(None)
+        } else {
+            Past::Ring {
+                cap,
+                buf: Box::new(VecDeque::with_capacity(cap)),
+            }
         }
     }
 
     pub fn capacity(&self) -> usize {
-        self.cap
+        match self {
+            Past::One(_) => 1,
+            Past::Ring { cap, .. } => *cap,
+        }
     }
 
     pub fn push(&mut self, v: [f64; 3]) {
-        if self.buf.len() == self.cap {
-            self.buf.pop_front();
+        match self {
+            Past::One(slot) => *slot = Some(v),
+            Past::Ring { cap, buf } => {
+                if buf.len() == *cap {
+                    buf.pop_front();
+                }
+                buf.push_back(v);
+            }
         }
-        self.buf.push_back(v);
     }
 
     /// The values `cap` closes ago, once that many are recorded.
     #[inline]
     pub fn oldest_full(&self) -> Option<[f64; 3]> {
-        (self.buf.len() == self.cap)
-            .then(|| self.buf.front().copied())
-            .flatten()
+        match self {
+            Past::One(slot) => *slot,
+            Past::Ring { cap, buf } => (buf.len() == *cap).then(|| buf.front().copied()).flatten(),
+        }
     }
 }
 
@@ -102,7 +121,7 @@ pub(crate) struct Leaf {
     pub tf: u8,
     pub lhs: u32,
     pub test: CTest,
-    pub past: Option<Box<Past>>,
+    pub past: Option<Past>,
 }
 
 impl Leaf {
@@ -197,7 +216,8 @@ impl Leaf {
     }
 }
 
-/// The condition tree over leaf indices.
+/// A nested condition tree over leaf indices (alerts whose conditions are one flat group need
+/// none: their leaves are combined directly).
 #[derive(Clone, Debug)]
 pub(crate) enum Node {
     Leaf(u16),
@@ -241,19 +261,33 @@ pub struct AlertState {
     pub expired: bool,
 }
 
-/// An alert ready to evaluate on its symbol.
+/// An alert ready to evaluate on its symbol. Hot fields first; the leaves of typical alerts
+/// (one or two conditions) are stored inline, so evaluating an alert reads one contiguous
+/// record.
 #[derive(Clone, Debug)]
 pub(crate) struct CompiledAlert {
-    pub id: AlertId,
-    pub def: Arc<AlertDefinition>,
+    pub state: AlertState,
     pub base: u8,
-    pub base_tf: Timeframe,
     pub trigger: TriggerMode,
+    /// The root group's logic: any (OR) or all (AND) of its children.
+    pub any: bool,
     pub debounce_ms: i64,
     pub expires_at: Option<BarTime>,
-    pub root: Node,
-    pub leaves: Vec<Leaf>,
-    /// Indicators this alert reads, as (timeframe index, indicator index), to release on removal.
-    pub acquired: Vec<(u8, u32)>,
-    pub state: AlertState,
+    pub leaves: SmallVec<[Leaf; 2]>,
+    /// Set only when the root group has nested groups.
+    pub tree: Option<Box<Node>>,
+    pub base_tf: Timeframe,
+    pub id: AlertId,
+    pub def: Arc<AlertDefinition>,
+}
+
+impl CompiledAlert {
+    #[inline]
+    pub fn holds(&self, values: &[f64]) -> bool {
+        match &self.tree {
+            Some(tree) => tree.holds(&self.leaves, values),
+            None if self.any => self.leaves.iter().any(|l| l.holds(values)),
+            None => self.leaves.iter().all(|l| l.holds(values)),
+        }
+    }
 }

@@ -174,6 +174,11 @@ impl Engine {
         self.book(symbol).on_update(update, out)
     }
 
+    /// Alert evaluations performed so far (an alert tested at one evaluation point).
+    pub fn evaluations(&self) -> u64 {
+        self.books.values().map(|b| b.evaluations).sum()
+    }
+
     pub fn alert_count(&self) -> usize {
         self.index.len()
     }

@@ -14,6 +14,7 @@ mod engine;
 mod events;
 pub mod parse;
 mod series;
+pub mod synthetic;
 pub mod template;
 
 pub use compile::AlertState;

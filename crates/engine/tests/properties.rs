@@ -373,7 +373,8 @@ proptest! {
         late.debounce_bars = 1;
         let ups = updates(&steps, true);
         // Add it before the first update at or after the middle that starts a 15m bar.
-        let Some(split) = (ups.len() / 2..ups.len()).find(|&i| ups[i].0.open_time.millis() % (15 * MIN) == 0) else {
+        let starts_bar = |i: usize| i == 0 || ups[i - 1].0.open_time < ups[i].0.open_time;
+        let Some(split) = (ups.len() / 2..ups.len()).find(|&i| starts_bar(i) && ups[i].0.open_time.millis() % (15 * MIN) == 0) else {
             return Ok(());
         };
         let added_at = ups[split].0.open_time.millis();

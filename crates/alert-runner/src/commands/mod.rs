@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod bench;
 mod indicators;
 
 use crate::cli::{Cli, Command};
@@ -7,6 +8,7 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Indicators(args) => indicators::run(&args),
+        Command::Bench(args) => bench::run(&args),
     }
 }
 
