@@ -44,10 +44,13 @@ pub(crate) struct SymbolBook {
     tfs: Vec<Option<TfSeries>>,
     /// Current value of every operand: price slots first, then indicator components.
     values: Vec<f64>,
-    free_slots: Vec<(u32, u8)>,
+    /// Freed value-table slots, by width (1, 2, 3).
+    free_slots: [Vec<u32>; 3],
     pub alerts: Vec<CompiledAlert>,
     last_closed_feed: Option<BarTime>,
     in_progress_feed: Option<Candle>,
+    /// Constant slots allocated for the leaf being compiled.
+    pending_consts: Vec<u32>,
     /// Alert evaluations performed (conditions tested), for benchmarks and metrics.
     pub evaluations: u64,
 }
@@ -66,11 +69,12 @@ impl SymbolBook {
             feed,
             tfs,
             values: vec![f64::NAN; PRICE_SLOTS as usize],
-            free_slots: Vec::new(),
+            free_slots: [Vec::new(), Vec::new(), Vec::new()],
             alerts: Vec::new(),
             last_closed_feed: None,
             in_progress_feed: None,
             evaluations: 0,
+            pending_consts: Vec::new(),
         }
     }
 
@@ -91,13 +95,33 @@ impl SymbolBook {
         self.tfs.get(tf_index(tf)).and_then(Option::as_ref)
     }
 
-    fn alloc_slots(values: &mut Vec<f64>, free: &mut Vec<(u32, u8)>, width: u8) -> u32 {
-        if let Some(i) = free.iter().position(|&(_, w)| w == width) {
-            return free.swap_remove(i).0;
+    fn alloc_slots(values: &mut Vec<f64>, free: &mut [Vec<u32>; 3], width: u8) -> u32 {
+        if let Some(slot) = free
+            .get_mut(usize::from(width).saturating_sub(1))
+            .and_then(Vec::pop)
+        {
+            return slot;
         }
         let start = values.len() as u32;
         values.extend(std::iter::repeat_n(f64::NAN, width as usize));
         start
+    }
+
+    fn free_slots(&mut self, slot: u32, width: u8) {
+        for v in self
+            .values
+            .iter_mut()
+            .skip(slot as usize)
+            .take(width as usize)
+        {
+            *v = f64::NAN;
+        }
+        if let Some(list) = self
+            .free_slots
+            .get_mut(usize::from(width).saturating_sub(1))
+        {
+            list.push(slot);
+        }
     }
 
     // ---- alerts ----------------------------------------------------------------------
@@ -121,16 +145,22 @@ impl SymbolBook {
         }
         let mut leaves = Vec::new();
         let nodes = self.compile_nodes(&def.conditions, &mut leaves);
+        let (any, nodes) = flatten(def.logic == crate::definition::Logic::Or, nodes);
         let nested = nodes.iter().any(|n| matches!(n, Node::Group { .. }));
         let mut alert = CompiledAlert {
             state,
             base: tf_index(def.base_timeframe) as u8,
             trigger: def.trigger,
-            any: def.logic == crate::definition::Logic::Or,
+            any,
             debounce_ms: i64::from(def.debounce_bars.max(1)) * def.base_timeframe.duration_ms(),
             expires_at: def.expires_at,
             leaves: leaves.into_iter().collect(),
-            tree: nested.then(|| Box::new(group(def.logic, nodes))),
+            tree: nested.then(|| {
+                Box::new(Node::Group {
+                    any,
+                    children: nodes,
+                })
+            }),
             base_tf: def.base_timeframe,
             id,
             def,
@@ -150,6 +180,7 @@ impl SymbolBook {
                     group(*logic, c)
                 }
                 ConditionNode::Leaf(cond) => {
+                    self.pending_consts.clear();
                     let lhs = self.operand_slot(&cond.lhs);
                     let test = match &cond.test {
                         Test::Greater(b) => CTest::Cmp(Cmp::Gt, self.bound(b)),
@@ -199,9 +230,14 @@ impl SymbolBook {
                     };
                     let needed = cond.test.history_needed();
                     let past = (needed > 0).then(|| Past::new(needed));
+                    let mut consts = [u32::MAX; 2];
+                    for (dst, src) in consts.iter_mut().zip(&self.pending_consts) {
+                        *dst = *src;
+                    }
                     leaves.push(Leaf {
                         tf: tf_index(cond.timeframe) as u8,
                         lhs,
+                        consts,
                         test,
                         past,
                     });
@@ -213,8 +249,15 @@ impl SymbolBook {
 
     fn bound(&mut self, b: &Bound) -> Val {
         match b {
-            Bound::Value(v) => Val::Const(*v),
-            Bound::Series(o) => Val::Slot(self.operand_slot(o)),
+            Bound::Value(v) => {
+                let slot = Self::alloc_slots(&mut self.values, &mut self.free_slots, 1);
+                if let Some(cell) = self.values.get_mut(slot as usize) {
+                    *cell = *v;
+                }
+                self.pending_consts.push(slot);
+                Val(slot)
+            }
+            Bound::Series(o) => Val(self.operand_slot(o)),
         }
     }
 
@@ -342,6 +385,7 @@ impl SymbolBook {
     pub fn remove_alert(&mut self, id: &AlertId) -> Option<CompiledAlert> {
         let i = self.alerts.iter().position(|a| &a.id == id)?;
         let alert = self.alerts.swap_remove(i);
+        let mut released = Vec::new();
         for cond in alert.def.leaves() {
             for o in cond.test.operands().into_iter().chain([cond.lhs]) {
                 let Series::Indicator { spec, .. } = o.series else {
@@ -357,18 +401,21 @@ impl SymbolBook {
                 else {
                     continue;
                 };
-                if let Some((slot, width)) = series.release(index) {
-                    for v in self
-                        .values
-                        .iter_mut()
-                        .skip(slot as usize)
-                        .take(width as usize)
-                    {
-                        *v = f64::NAN;
-                    }
-                    self.free_slots.push((slot, width));
+                if let Some(freed) = series.release(index) {
+                    released.push(freed);
                 }
             }
+        }
+        for leaf in &alert.leaves {
+            released.extend(
+                leaf.consts
+                    .into_iter()
+                    .filter(|s| *s != u32::MAX)
+                    .map(|s| (s, 1)),
+            );
+        }
+        for (slot, width) in released {
+            self.free_slots(slot, width);
         }
         Some(alert)
     }
@@ -583,6 +630,41 @@ impl SymbolBook {
             }
         }
     }
+}
+
+/// Simplifies a group without changing its meaning: a group whose only child is a group
+/// becomes that child, and a child group with its parent's logic is merged into the parent —
+/// so most alerts evaluate as one flat AND or OR of their leaves.
+fn flatten(any: bool, mut children: Vec<Node>) -> (bool, Vec<Node>) {
+    if children.len() == 1
+        && let Some(Node::Group {
+            any: inner,
+            children: grand,
+        }) = children.pop_if(|n| matches!(n, Node::Group { .. }))
+    {
+        return flatten(inner, grand);
+    }
+    let mut out = Vec::with_capacity(children.len());
+    for child in children {
+        match child {
+            Node::Group {
+                any: inner,
+                children: grand,
+            } => {
+                let (inner, grand) = flatten(inner, grand);
+                if inner == any || grand.len() == 1 {
+                    out.extend(grand);
+                } else {
+                    out.push(Node::Group {
+                        any: inner,
+                        children: grand,
+                    });
+                }
+            }
+            leaf => out.push(leaf),
+        }
+    }
+    (any, out)
 }
 
 fn snapshot(

@@ -11,20 +11,16 @@ use smallvec::SmallVec;
 
 use crate::definition::{AlertDefinition, AlertId, Direction, Logic, TriggerMode};
 
-/// A value a test reads: a constant or a slot of the symbol's value table (NaN = no value).
+/// A value a test reads: a slot of the symbol's value table (NaN = no value yet). Constants
+/// of the alert's conditions live in the table too, so a test is a few loads from one small
+/// array and a compiled condition stays small.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Val {
-    Const(f64),
-    Slot(u32),
-}
+pub(crate) struct Val(pub u32);
 
 impl Val {
     #[inline]
     pub fn get(self, values: &[f64]) -> f64 {
-        match self {
-            Val::Const(v) => v,
-            Val::Slot(i) => values.get(i as usize).copied().unwrap_or(f64::NAN),
-        }
+        values.get(self.0 as usize).copied().unwrap_or(f64::NAN)
     }
 }
 
@@ -120,6 +116,9 @@ pub(crate) struct Leaf {
     /// Index of the condition's timeframe in `Timeframe::ALL`.
     pub tf: u8,
     pub lhs: u32,
+    /// Value-table slots holding this condition's constants (`u32::MAX`: unused), freed with
+    /// the alert.
+    pub consts: [u32; 2],
     pub test: CTest,
     pub past: Option<Past>,
 }
@@ -128,7 +127,7 @@ impl Leaf {
     /// The operand values recorded at a close, and shown in a snapshot: (lhs, rhs, rhs2).
     #[inline]
     pub fn operands(&self, values: &[f64]) -> [f64; 3] {
-        let a = Val::Slot(self.lhs).get(values);
+        let a = Val(self.lhs).get(values);
         match self.test {
             CTest::Cmp(_, b)
             | CTest::Equals(b, _)

@@ -12,10 +12,11 @@ use serde::{Deserialize, Serialize};
 use crate::template::Template;
 
 /// An alert's identifier: the store's uuid, or any caller-chosen id (seed alerts use ids
-/// like `bot_42_entry`). 1 to 128 characters of letters, digits and `_ - . :`.
+/// like `bot_42_entry`). 1 to 128 characters of letters, digits and `_ - . :`. Cheap to
+/// clone (shared).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct AlertId(Box<str>);
+pub struct AlertId(std::sync::Arc<str>);
 
 impl AlertId {
     pub fn new(s: &str) -> Result<Self, String> {
@@ -42,7 +43,7 @@ impl TryFrom<String> for AlertId {
 
 impl From<AlertId> for String {
     fn from(id: AlertId) -> String {
-        id.0.into()
+        id.0.as_ref().to_owned()
     }
 }
 

@@ -86,7 +86,11 @@ pub struct Engine {
     config: EngineConfig,
     feeds: HashMap<Symbol, Timeframe>,
     books: HashMap<Symbol, SymbolBook>,
-    index: HashMap<AlertId, Symbol>,
+    /// Which symbol each alert is on, as an index into `symbols` (small entries: a million
+    /// alerts keep this map compact).
+    index: HashMap<AlertId, u32>,
+    symbols: Vec<Symbol>,
+    symbol_numbers: HashMap<Symbol, u32>,
     /// Imported state for alerts not registered yet.
     pending: HashMap<AlertId, AlertState>,
 }
@@ -98,6 +102,8 @@ impl Engine {
             feeds: HashMap::new(),
             books: HashMap::new(),
             index: HashMap::new(),
+            symbols: Vec::new(),
+            symbol_numbers: HashMap::new(),
             pending: HashMap::new(),
         }
     }
@@ -148,14 +154,24 @@ impl Engine {
         let symbol = def.symbol;
         let result = self.book(symbol).add_alert(id.clone(), def, state);
         if result.is_ok() {
-            self.index.insert(id, symbol);
+            let number = match self.symbol_numbers.get(&symbol) {
+                Some(n) => *n,
+                None => {
+                    self.symbols.push(symbol);
+                    let n = (self.symbols.len() - 1) as u32;
+                    self.symbol_numbers.insert(symbol, n);
+                    n
+                }
+            };
+            self.index.insert(id, number);
         }
         result
     }
 
     fn remove_compiled(&mut self, id: &AlertId) -> Option<crate::compile::CompiledAlert> {
-        let symbol = self.index.remove(id)?;
-        self.books.get_mut(&symbol)?.remove_alert(id)
+        let number = self.index.remove(id)?;
+        let symbol = self.symbols.get(number as usize)?;
+        self.books.get_mut(symbol)?.remove_alert(id)
     }
 
     /// Removes an alert; indicators no other alert reads are dropped. Returns whether it existed.
@@ -226,7 +242,9 @@ impl Engine {
 
     /// The runtime state of one alert.
     pub fn alert_state(&self, id: &AlertId) -> Option<AlertState> {
-        let book = self.books.get(self.index.get(id)?)?;
+        let book = self
+            .books
+            .get(self.symbols.get(*self.index.get(id)? as usize)?)?;
         book.alerts.iter().find(|a| &a.id == id).map(|a| a.state)
     }
 
@@ -251,9 +269,11 @@ impl Engine {
     /// registered later.
     pub fn import_state(&mut self, state: EngineState) {
         for (id, s) in state.alerts {
-            let applied = self
+            let symbol = self
                 .index
                 .get(&id)
+                .and_then(|n| self.symbols.get(*n as usize));
+            let applied = symbol
                 .and_then(|sym| self.books.get_mut(sym))
                 .and_then(|book| {
                     book.alerts.iter_mut().find(|a| a.id == id).map(|a| {
