@@ -21,9 +21,50 @@ pub enum Command {
     /// Compute indicators over a candle file and print them as CSV.
     #[command(after_long_help = indicators_help())]
     Indicators(IndicatorsArgs),
+    /// Replay alerts over a candle file and print one JSON line per trigger.
+    #[command(after_long_help = BACKTEST_HELP)]
+    Backtest(BacktestArgs),
     /// Benchmark the engine on a deterministic synthetic market (1m candles, in memory) and
     /// print one JSON object with throughput, round latency and memory.
     Bench(BenchArgs),
+}
+
+const BACKTEST_HELP: &str = "Candles are fed in order as closed candles of --timeframe; an alert on a higher \
+timeframe is evaluated intrabar at every fed candle (1m candles under a 1h alert simulate each minute).\n\
+Output, one JSON object per trigger per line (times in epoch ms):\n  \
+{\"alert_id\",\"symbol\",\"bar_time\",\"fired_at\",\"conditions\":{id:{\"value\",\"rhs\",\"held\"}},\"bar\":{\"open\",\"high\",\"low\",\"close\",\"volume\"}}\n\
+Candles before --from warm the indicators up; none from --to on are read.\n\
+A summary (alerts, candles, triggers, time) goes to stderr, with a progress bar when it is a terminal.";
+
+#[derive(Debug, Args)]
+pub struct BacktestArgs {
+    /// A JSON array of alerts (the alert JSON), each with an `id`.
+    #[arg(long, value_name = "FILE.json")]
+    pub alerts: PathBuf,
+    /// Candle CSV (header format or Binance klines).
+    #[arg(long, value_name = "FILE")]
+    pub candles: PathBuf,
+    /// The candles' symbol; every alert must be on it.
+    #[arg(long, value_parser = parse_symbol)]
+    pub symbol: alert_core::Symbol,
+    /// The candles' timeframe (1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w).
+    #[arg(long, value_parser = parse_timeframe)]
+    pub timeframe: alert_core::Timeframe,
+    /// First bar open time reported (epoch ms, a date, or RFC 3339).
+    #[arg(long, value_parser = crate::commands::parse_time)]
+    pub from: Option<alert_core::BarTime>,
+    /// Bars opening at or after this time are not read.
+    #[arg(long, value_parser = crate::commands::parse_time)]
+    pub to: Option<alert_core::BarTime>,
+}
+
+fn parse_symbol(s: &str) -> Result<alert_core::Symbol, String> {
+    alert_core::Symbol::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_timeframe(s: &str) -> Result<alert_core::Timeframe, String> {
+    s.parse::<alert_core::Timeframe>()
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]

@@ -62,6 +62,7 @@ pub(crate) enum CTest {
 /// channels need only the last close, kept inline (no allocation); divergence and moving %
 /// keep a ring of `cap` closes.
 #[derive(Clone, Debug)]
+#[allow(clippy::box_collection)]
 pub(crate) enum Past {
     One(Option<[f64; 3]>),
     Ring {

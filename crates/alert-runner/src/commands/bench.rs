@@ -56,7 +56,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.symbols > 0, "--symbols must be at least 1");
     let symbols = synthetic::symbols(args.symbols);
-    let mut engine = Engine::new(EngineConfig { feed: Timeframe::M1, history_bars: args.history });
+    let mut engine = Engine::new(EngineConfig {
+        feed: Timeframe::M1,
+        history_bars: args.history,
+    });
     let mut market = Market::new(symbols.len(), args.seed);
     let mut updates = Vec::with_capacity(args.partials + 1);
     let mut events: Vec<Event> = Vec::new();
@@ -69,7 +72,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             updates.clear();
             market.bar(s, bar, 0, &mut updates);
             for (c, closed) in &updates {
-                engine.on_candle(*sym, &CandleUpdate { candle: *c, closed: *closed }, &mut events)?;
+                engine.on_candle(
+                    *sym,
+                    &CandleUpdate {
+                        candle: *c,
+                        closed: *closed,
+                    },
+                    &mut events,
+                )?;
                 closes[s] = c.close;
             }
         }
@@ -105,7 +115,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         for (s, sym) in symbols.iter().enumerate() {
             for (c, closed) in pending[s].iter().filter(|(_, closed)| !closed) {
                 let t = Instant::now();
-                engine.on_candle(*sym, &CandleUpdate { candle: *c, closed: *closed }, &mut events)?;
+                engine.on_candle(
+                    *sym,
+                    &CandleUpdate {
+                        candle: *c,
+                        closed: *closed,
+                    },
+                    &mut events,
+                )?;
                 update_times.push(t.elapsed().as_secs_f64() * 1e6);
                 candle_updates += 1;
             }
@@ -114,12 +131,22 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let t = Instant::now();
         for (s, sym) in symbols.iter().enumerate() {
             for (c, closed) in pending[s].iter().filter(|(_, closed)| *closed) {
-                engine.on_candle(*sym, &CandleUpdate { candle: *c, closed: *closed }, &mut events)?;
+                engine.on_candle(
+                    *sym,
+                    &CandleUpdate {
+                        candle: *c,
+                        closed: *closed,
+                    },
+                    &mut events,
+                )?;
                 candle_updates += 1;
             }
         }
         rounds.push(t.elapsed().as_secs_f64() * 1e3);
-        triggers += events.iter().filter(|e| matches!(e, Event::Triggered(_))).count() as u64;
+        triggers += events
+            .iter()
+            .filter(|e| matches!(e, Event::Triggered(_)))
+            .count() as u64;
         events.clear();
         bar += 1;
     }

@@ -1,7 +1,10 @@
 //! One module per subcommand.
 
+mod backtest;
 mod bench;
 mod indicators;
+
+pub use backtest::parse_time;
 
 use crate::cli::{Cli, Command};
 
@@ -9,6 +12,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Indicators(args) => indicators::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Backtest(args) => backtest::run(&args),
     }
 }
 
