@@ -34,10 +34,10 @@ impl World {
         };
         let mut closes = vec![0.0; w.symbols.len()];
         for _ in 0..120 {
-            for s in 0..w.symbols.len() {
+            for (s, close) in closes.iter_mut().enumerate() {
                 w.buf.clear();
                 w.market.bar(s, w.bar, 0, &mut w.buf);
-                closes[s] = w.buf[0].0.close;
+                *close = w.buf[0].0.close;
                 let _ = w.engine.on_candle(
                     w.symbols[s],
                     &CandleUpdate {
