@@ -65,10 +65,12 @@ impl Sma {
 impl Indicator for Sma {
     type Output = f64;
 
+    #[inline]
     fn update(&mut self, bar: &Candle) -> Option<f64> {
         self.core.update(bar.price(self.source))
     }
 
+    #[inline]
     fn peek(&self, bar: &Candle) -> Option<f64> {
         self.core.peek(bar.price(self.source))
     }
@@ -116,8 +118,7 @@ impl EmaCore {
         } else if self.seen + 1 == self.n {
             Some((self.acc + x) / self.n as f64)
         } else {
-            // TA-Lib 0.8.1 fuses this multiply-add; so do we, to equal it bit for bit.
-            Some((x - self.acc).mul_add(self.k, self.acc))
+            Some(crate::math::mul_add(x - self.acc, self.k, self.acc))
         }
     }
 
@@ -135,6 +136,7 @@ impl EmaCore {
     }
 
     /// The last committed EMA value, once there is one.
+    #[inline]
     pub fn value(&self) -> Option<f64> {
         (self.seen >= self.n).then_some(self.acc)
     }
@@ -170,10 +172,12 @@ impl Ema {
 impl Indicator for Ema {
     type Output = f64;
 
+    #[inline]
     fn update(&mut self, bar: &Candle) -> Option<f64> {
         self.core.update(bar.price(self.source))
     }
 
+    #[inline]
     fn peek(&self, bar: &Candle) -> Option<f64> {
         self.core.peek(bar.price(self.source))
     }
@@ -293,6 +297,7 @@ impl Wma {
 impl Indicator for Wma {
     type Output = f64;
 
+    #[inline]
     fn update(&mut self, bar: &Candle) -> Option<f64> {
         let x = bar.price(self.source);
         if self.n == 1 {
@@ -314,6 +319,7 @@ impl Indicator for Wma {
         Some(step.value)
     }
 
+    #[inline]
     fn peek(&self, bar: &Candle) -> Option<f64> {
         let x = bar.price(self.source);
         if self.n == 1 {
@@ -368,7 +374,7 @@ impl FusedEma {
         } else if self.seen + 1 == self.n {
             Some((self.acc + x) / self.n as f64)
         } else {
-            Some((x - self.acc).mul_add(self.k, self.acc))
+            Some(crate::math::mul_add(x - self.acc, self.k, self.acc))
         }
     }
 
@@ -453,6 +459,7 @@ impl Macd {
 impl Indicator for Macd {
     type Output = MacdValue;
 
+    #[inline]
     fn update(&mut self, bar: &Candle) -> Option<MacdValue> {
         let x = bar.price(self.source);
         let fast = if self.feeds_fast() {
@@ -474,6 +481,7 @@ impl Indicator for Macd {
         })
     }
 
+    #[inline]
     fn peek(&self, bar: &Candle) -> Option<MacdValue> {
         let x = bar.price(self.source);
         if !self.feeds_fast() {

@@ -4,8 +4,6 @@
 //! window ending at a new value `x` is "those plus `x`": [`Indicator::peek`](crate::Indicator)
 //! reads it without copying, and [`Indicator::update`](crate::Indicator) commits `x`.
 
-use std::collections::VecDeque;
-
 /// A fixed-capacity ring of the most recent values, oldest first.
 #[derive(Clone, Debug)]
 pub struct Ring {
@@ -24,10 +22,12 @@ impl Ring {
         }
     }
 
+    #[inline]
     pub fn capacity(&self) -> usize {
         self.cap
     }
 
+    #[inline]
     pub fn len(&self) -> usize {
         self.buf.len()
     }
@@ -36,6 +36,7 @@ impl Ring {
         self.buf.is_empty()
     }
 
+    #[inline]
     pub fn is_full(&self) -> bool {
         self.buf.len() == self.cap
     }
@@ -52,7 +53,11 @@ impl Ring {
             return None;
         }
         let old = std::mem::replace(&mut self.buf[self.head], x);
-        self.head = (self.head + 1) % self.cap;
+        // A compare instead of `%`: a division would cost more than the whole update.
+        self.head += 1;
+        if self.head == self.cap {
+            self.head = 0;
+        }
         Some(old)
     }
 
@@ -174,24 +179,33 @@ pub enum Extreme {
 
 /// The maximum or minimum of an n-value sliding window in amortised O(1): a monotonic deque
 /// over the last n − 1 committed values, so the extreme of the window ending with `x` is
-/// `extreme(deque front, x)`.
+/// `extreme(deque front, x)`. The deque lives in a fixed power-of-two ring (no allocation,
+/// no division per bar).
 #[derive(Clone, Debug)]
 pub struct WindowExtreme {
     which: Extreme,
-    keep: usize,
+    keep: u64,
     seen: u64,
-    /// (commit index, value), values monotonic from the front.
-    deque: VecDeque<(u64, f64)>,
+    /// (commit index, value); entries `head..tail` (mod capacity) are live, values monotonic
+    /// from the head.
+    slots: Vec<(u64, f64)>,
+    mask: usize,
+    head: usize,
+    tail: usize,
 }
 
 impl WindowExtreme {
     pub fn new(n: usize, which: Extreme) -> Self {
         let keep = n.saturating_sub(1);
+        let cap = (keep + 1).next_power_of_two();
         Self {
             which,
-            keep,
+            keep: keep as u64,
             seen: 0,
-            deque: VecDeque::with_capacity(keep + 1),
+            slots: vec![(0, 0.0); cap],
+            mask: cap - 1,
+            head: 0,
+            tail: 0,
         }
     }
 
@@ -206,39 +220,55 @@ impl WindowExtreme {
     /// The extreme of the window ending with `x`.
     #[inline]
     pub fn extreme_with(&self, x: f64) -> f64 {
-        match self.deque.front() {
-            Some(&(_, v)) if self.better(v, x) => v,
-            _ => x,
+        if self.head != self.tail {
+            let v = self.slots[self.head & self.mask].1;
+            if self.better(v, x) {
+                return v;
+            }
         }
+        x
     }
 
     /// Commits `x`; returns the extreme of the window ending with it.
     #[inline]
     pub fn push(&mut self, x: f64) -> f64 {
         let result = self.extreme_with(x);
-        while let Some(&(_, back)) = self.deque.back() {
-            if self.better(x, back) {
-                self.deque.pop_back();
-            } else {
-                break;
-            }
+        while self.tail != self.head && self.better(x, self.slots[(self.tail - 1) & self.mask].1) {
+            self.tail -= 1;
         }
-        self.deque.push_back((self.seen, x));
+        self.slots[self.tail & self.mask] = (self.seen, x);
+        self.tail += 1;
         self.seen += 1;
-        let first_kept = self.seen.saturating_sub(self.keep as u64);
-        while let Some(&(i, _)) = self.deque.front() {
-            if i < first_kept {
-                self.deque.pop_front();
-            } else {
-                break;
-            }
+        let first_kept = self.seen.saturating_sub(self.keep);
+        while self.head != self.tail && self.slots[self.head & self.mask].0 < first_kept {
+            self.head += 1;
+        }
+        // Keep the indices small; they are only compared modulo the capacity.
+        if self.head > self.mask {
+            let shift = self.head & !self.mask;
+            self.head -= shift;
+            self.tail -= shift;
         }
         result
     }
 
     pub fn clear(&mut self) {
-        self.deque.clear();
+        self.head = 0;
+        self.tail = 0;
         self.seen = 0;
+    }
+}
+
+/// `a · b + c`. TA-Lib 0.8.1 fuses these (one rounding); so do we when the build targets a
+/// CPU with FMA instructions (`-C target-cpu=native`, x86-64-v3, aarch64), matching it bit
+/// for bit. Elsewhere a software fma would cost more than the whole update, so the plain form
+/// is used: one extra rounding, a few ulps, far inside the 1e-9 contract.
+#[inline(always)]
+pub fn mul_add(a: f64, b: f64, c: f64) -> f64 {
+    if cfg!(target_feature = "fma") {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
     }
 }
 

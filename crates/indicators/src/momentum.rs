@@ -140,11 +140,13 @@ impl Rsi {
 impl Indicator for Rsi {
     type Output = f64;
 
+    #[inline]
     fn update(&mut self, bar: &Candle) -> Option<f64> {
         self.state
             .advance(bar.price(self.source), self.n, self.inv_n)
     }
 
+    #[inline]
     fn peek(&self, bar: &Candle) -> Option<f64> {
         let mut state = self.state;
         state.advance(bar.price(self.source), self.n, self.inv_n)
@@ -270,6 +272,7 @@ impl Stoch {
 impl Indicator for Stoch {
     type Output = StochValue;
 
+    #[inline]
     fn update(&mut self, bar: &Candle) -> Option<StochValue> {
         let (highest, lowest) = self.window.push(bar)?;
         let k = self.slow_k.update(fast_k(bar.close, highest, lowest))?;
@@ -277,6 +280,7 @@ impl Indicator for Stoch {
         Some(StochValue { k, d })
     }
 
+    #[inline]
     fn peek(&self, bar: &Candle) -> Option<StochValue> {
         let (highest, lowest) = self.window.peek(bar)?;
         let k = self.slow_k.peek(fast_k(bar.close, highest, lowest))?;
@@ -317,11 +321,13 @@ impl Willr {
 impl Indicator for Willr {
     type Output = f64;
 
+    #[inline]
     fn update(&mut self, bar: &Candle) -> Option<f64> {
         let (highest, lowest) = self.window.push(bar)?;
         Some(williams_r(bar.close, highest, lowest))
     }
 
+    #[inline]
     fn peek(&self, bar: &Candle) -> Option<f64> {
         let (highest, lowest) = self.window.peek(bar)?;
         Some(williams_r(bar.close, highest, lowest))
@@ -375,6 +381,7 @@ impl Roc {
 impl Indicator for Roc {
     type Output = f64;
 
+    #[inline]
     fn update(&mut self, bar: &Candle) -> Option<f64> {
         let x = bar.price(self.source);
         let out = self.value_with(x);
@@ -382,6 +389,7 @@ impl Indicator for Roc {
         out
     }
 
+    #[inline]
     fn peek(&self, bar: &Candle) -> Option<f64> {
         self.value_with(bar.price(self.source))
     }
@@ -466,6 +474,7 @@ impl Cci {
 impl Indicator for Cci {
     type Output = f64;
 
+    #[inline]
     fn update(&mut self, bar: &Candle) -> Option<f64> {
         let tp = typical_price(bar);
         let out = self.value_with(tp);
@@ -477,6 +486,7 @@ impl Indicator for Cci {
         out
     }
 
+    #[inline]
     fn peek(&self, bar: &Candle) -> Option<f64> {
         self.value_with(typical_price(bar))
     }
@@ -596,6 +606,7 @@ impl Mfi {
 impl Indicator for Mfi {
     type Output = f64;
 
+    #[inline]
     fn update(&mut self, bar: &Candle) -> Option<f64> {
         let tp = typical_price(bar);
         if self.seen == 0 {
@@ -626,6 +637,7 @@ impl Indicator for Mfi {
         ready.then_some(out)
     }
 
+    #[inline]
     fn peek(&self, bar: &Candle) -> Option<f64> {
         if self.seen == 0 || !self.positive.is_ready() {
             return None;
@@ -786,10 +798,12 @@ impl Adx {
 impl Indicator for Adx {
     type Output = AdxValue;
 
+    #[inline]
     fn update(&mut self, bar: &Candle) -> Option<AdxValue> {
         self.state.advance(bar, self.n)
     }
 
+    #[inline]
     fn peek(&self, bar: &Candle) -> Option<AdxValue> {
         let mut state = self.state;
         state.advance(bar, self.n)

@@ -59,7 +59,7 @@ impl Atr {
         } else if self.ranges + 1 == self.n {
             Some((self.acc + tr) / self.n as f64)
         } else {
-            Some(self.acc.mul_add(self.a, tr * self.b))
+            Some(crate::math::mul_add(self.acc, self.a, tr * self.b))
         };
         Some((tr, atr))
     }
@@ -68,6 +68,7 @@ impl Atr {
 impl Indicator for Atr {
     type Output = f64;
 
+    #[inline]
     fn update(&mut self, bar: &Candle) -> Option<f64> {
         let next = self.next(bar);
         self.prev_close = Some(bar.close);
@@ -77,6 +78,7 @@ impl Indicator for Atr {
         atr
     }
 
+    #[inline]
     fn peek(&self, bar: &Candle) -> Option<f64> {
         self.next(bar).and_then(|(_, atr)| atr)
     }
@@ -287,6 +289,7 @@ impl Bbands {
 impl Indicator for Bbands {
     type Output = BandsValue;
 
+    #[inline]
     fn update(&mut self, bar: &Candle) -> Option<BandsValue> {
         let x = bar.price(self.source);
         let out = self.bands(x);
@@ -298,6 +301,7 @@ impl Indicator for Bbands {
         out.map(|(bands, _)| bands)
     }
 
+    #[inline]
     fn peek(&self, bar: &Candle) -> Option<BandsValue> {
         self.bands(bar.price(self.source)).map(|(bands, _)| bands)
     }

@@ -41,12 +41,14 @@ impl Obv {
 impl Indicator for Obv {
     type Output = f64;
 
+    #[inline]
     fn update(&mut self, bar: &Candle) -> Option<f64> {
         let obv = self.next(bar);
         self.last = Some((bar.close, obv));
         Some(obv)
     }
 
+    #[inline]
     fn peek(&self, bar: &Candle) -> Option<f64> {
         Some(self.next(bar))
     }
@@ -97,12 +99,14 @@ impl Vwap {
 impl Indicator for Vwap {
     type Output = f64;
 
+    #[inline]
     fn update(&mut self, bar: &Candle) -> Option<f64> {
         let session = self.next(bar);
         self.session = Some(session);
         Self::value(session)
     }
 
+    #[inline]
     fn peek(&self, bar: &Candle) -> Option<f64> {
         Self::value(self.next(bar))
     }
