@@ -36,12 +36,10 @@ pub trait Indicator {
 
     /// Commits a closed bar and returns the values at it, or `None` while fewer bars than
     /// [`Indicator::lookback`] + 1 have been seen.
-    #[inline]
     fn update(&mut self, bar: &Candle) -> Option<Self::Output>;
 
     /// The values that [`Indicator::update`] would return if `bar` closed now. State is
     /// unchanged, so an in-progress bar can be peeked at any number of times.
-    #[inline]
     fn peek(&self, bar: &Candle) -> Option<Self::Output>;
 
     /// How many bars are consumed before the first value: TA-Lib's lookback.
