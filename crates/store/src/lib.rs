@@ -1,0 +1,417 @@
+//! Storage for alert-runner, behind one interface with two backends:
+//!
+//! - **SQLite** (`sqlite://./alert-runner.db`, the embedded default): created on first use, WAL
+//!   mode, foreign keys on. Every user-facing call takes the user and filters by it.
+//! - **PostgreSQL** (`postgres://…`, also a Supabase project's connection string): row-level
+//!   security on every user table as Supabase does it; user-facing calls run in a transaction
+//!   as role `authenticated` with the user's JWT claims set (as PostgREST does), so the
+//!   database itself refuses another user's rows. The runner and dispatcher use the service
+//!   path (no role switch: the connecting role owns the tables or bypasses RLS).
+//!
+//! Migrations are embedded and idempotent ([`Store::migrate`]). A trigger is recorded with its
+//! notification and webhook outbox rows in one transaction, at most once per (alert, bar).
+
+mod error;
+mod model;
+mod postgres;
+mod sqlite;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::stream::BoxStream;
+use uuid::Uuid;
+
+pub use error::StoreError;
+pub use model::*;
+
+/// Limits on active alerts, checked when an alert is created or resumed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Active alerts per user and symbol (`ALERT_MAX_ALERTS_PER_SYMBOL`, default 200).
+    pub per_symbol: u32,
+    /// Active alerts per user (default 1,000).
+    pub per_user: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            per_symbol: 200,
+            per_user: 1_000,
+        }
+    }
+}
+
+/// How to open a store.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Apply the embedded migrations on connect.
+    pub migrate: bool,
+    pub limits: Limits,
+    pub max_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            migrate: true,
+            limits: Limits::default(),
+            max_connections: 8,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Backend {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// The store. Cheap to clone (a connection pool).
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Backend,
+    limits: Limits,
+}
+
+/// Which database a store talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    Sqlite,
+    Postgres,
+}
+
+impl Store {
+    /// Opens `url`: `sqlite://path` (created if missing; `sqlite::memory:` for a private
+    /// in-memory database) or `postgres://…` / `postgresql://…`.
+    pub async fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
+        let backend = if url.starts_with("sqlite:") {
+            let connect = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Config(format!("DATABASE_URL {url:?}: {e}")))?
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            let memory = url.contains(":memory:") || url.contains("mode=memory");
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                // One connection for an in-memory database: each connection would get its own.
+                .max_connections(if memory {
+                    1
+                } else {
+                    options.max_connections.max(1)
+                })
+                .connect_with(connect)
+                .await?;
+            Backend::Sqlite(pool)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let connect = sqlx::postgres::PgConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Config(format!("DATABASE_URL: {e}")))?;
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(options.max_connections.max(2))
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(connect)
+                .await?;
+            Backend::Postgres(pool)
+        } else {
+            return Err(StoreError::Config(format!(
+                "DATABASE_URL {url:?}: expected sqlite://PATH or postgres://USER@HOST/DB"
+            )));
+        };
+        let store = Self {
+            backend,
+            limits: options.limits,
+        };
+        if options.migrate {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    pub fn kind(&self) -> BackendKind {
+        match self.backend {
+            Backend::Sqlite(_) => BackendKind::Sqlite,
+            Backend::Postgres(_) => BackendKind::Postgres,
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The PostgreSQL pool, for operator tools and tests that need raw SQL.
+    pub fn pg_pool(&self) -> Option<&sqlx::PgPool> {
+        match &self.backend {
+            Backend::Postgres(p) => Some(p),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// The SQLite pool, for operator tools and tests.
+    pub fn sqlite_pool(&self) -> Option<&sqlx::SqlitePool> {
+        match &self.backend {
+            Backend::Sqlite(p) => Some(p),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// Applies the embedded migrations (idempotent; safe to run concurrently and on a
+    /// database that already has Supabase's `auth` schema and roles).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlx::migrate!("./migrations/sqlite").run(p).await?,
+            Backend::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await?,
+        }
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(p) => p.close().await,
+            Backend::Postgres(p) => p.close().await,
+        }
+    }
+
+    // ---- alerts, scoped to a user -------------------------------------------------------
+
+    /// Creates an alert for `user`. Refused, writing nothing, when it would exceed the limits
+    /// of active alerts.
+    pub async fn create_alert(
+        &self,
+        user: Uuid,
+        alert: &NewAlert,
+        now: DateTime<Utc>,
+    ) -> Result<AlertRow, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::create_alert(p, self.limits, user, alert, now).await,
+            Backend::Postgres(p) => postgres::create_alert(p, self.limits, user, alert, now).await,
+        }
+    }
+
+    /// The alert, if it exists and belongs to `user`.
+    pub async fn get_alert(&self, user: Uuid, id: Uuid) -> Result<Option<AlertRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::get_alert(p, user, id).await,
+            Backend::Postgres(p) => postgres::get_alert(p, user, id).await,
+        }
+    }
+
+    /// `user`'s alerts, oldest first, after the cursor, with optional filters.
+    pub async fn list_alerts(
+        &self,
+        user: Uuid,
+        query: &AlertQuery,
+    ) -> Result<Vec<AlertRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::list_alerts(p, user, query).await,
+            Backend::Postgres(p) => postgres::list_alerts(p, user, query).await,
+        }
+    }
+
+    /// Replaces an alert's definition (and name, symbol, timeframe). `None` if it is not
+    /// `user`'s.
+    pub async fn update_alert(
+        &self,
+        user: Uuid,
+        id: Uuid,
+        alert: &NewAlert,
+        now: DateTime<Utc>,
+    ) -> Result<Option<AlertRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::update_alert(p, self.limits, user, id, alert, now).await,
+            Backend::Postgres(p) => {
+                postgres::update_alert(p, self.limits, user, id, alert, now).await
+            }
+        }
+    }
+
+    /// Sets an alert's status (pause, resume, …). Resuming checks the limits.
+    pub async fn set_status(
+        &self,
+        user: Uuid,
+        id: Uuid,
+        status: AlertStatus,
+        now: DateTime<Utc>,
+    ) -> Result<Option<AlertRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::set_status(p, self.limits, user, id, status, now).await,
+            Backend::Postgres(p) => {
+                postgres::set_status(p, self.limits, user, id, status, now).await
+            }
+        }
+    }
+
+    /// Deletes an alert (its triggers, notifications and deliveries go with it). Returns whether
+    /// it existed and was `user`'s.
+    pub async fn delete_alert(
+        &self,
+        user: Uuid,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::delete_alert(p, user, id, now).await,
+            Backend::Postgres(p) => postgres::delete_alert(p, user, id).await,
+        }
+    }
+
+    /// `user`'s triggers, newest first.
+    pub async fn list_triggers(
+        &self,
+        user: Uuid,
+        query: &TriggerQuery,
+    ) -> Result<Vec<TriggerRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::list_triggers(p, user, query).await,
+            Backend::Postgres(p) => postgres::list_triggers(p, user, query).await,
+        }
+    }
+
+    /// `user`'s notifications, newest first.
+    pub async fn list_notifications(
+        &self,
+        user: Uuid,
+        limit: u32,
+    ) -> Result<Vec<NotificationRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::list_notifications(p, user, limit).await,
+            Backend::Postgres(p) => postgres::list_notifications(p, user, limit).await,
+        }
+    }
+
+    /// Marks a notification read; `false` if it is not `user`'s.
+    pub async fn mark_notification_read(
+        &self,
+        user: Uuid,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::mark_notification_read(p, user, id, now).await,
+            Backend::Postgres(p) => postgres::mark_notification_read(p, user, id, now).await,
+        }
+    }
+
+    /// `user`'s webhook deliveries with their attempts, newest first.
+    pub async fn list_deliveries(
+        &self,
+        user: Uuid,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::list_deliveries(p, user, limit).await,
+            Backend::Postgres(p) => postgres::list_deliveries(p, user, limit).await,
+        }
+    }
+
+    // ---- the runner (service) ----------------------------------------------------------
+
+    /// Every active alert, streamed (never materialised as a whole).
+    pub fn stream_active_alerts(&self) -> BoxStream<'_, Result<AlertRow, StoreError>> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::stream_active_alerts(p),
+            Backend::Postgres(p) => postgres::stream_active_alerts(p),
+        }
+    }
+
+    /// Alerts changed (created, updated, paused, resumed) and deleted at or after `since`,
+    /// with the watermark to ask from next time. The window overlaps the previous one by
+    /// `overlap` so rows committed late with an earlier timestamp are not missed; applying a
+    /// change twice is harmless.
+    pub async fn alert_changes(
+        &self,
+        since: DateTime<Utc>,
+        overlap: Duration,
+    ) -> Result<AlertChanges, StoreError> {
+        let from = since
+            - chrono::Duration::from_std(overlap).unwrap_or_else(|_| chrono::Duration::seconds(5));
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::alert_changes(p, from).await,
+            Backend::Postgres(p) => postgres::alert_changes(p, from).await,
+        }
+    }
+
+    /// Records triggers, each with its notification and webhook outbox rows, in one
+    /// transaction. A trigger whose (alert, bar) is already recorded writes nothing and is
+    /// reported as a duplicate.
+    pub async fn record_triggers(
+        &self,
+        batch: &[NewTrigger],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Recorded>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::record_triggers(p, batch, now).await,
+            Backend::Postgres(p) => postgres::record_triggers(p, batch, now).await,
+        }
+    }
+
+    /// Marks alerts expired (their `expires_at` passed).
+    pub async fn expire_alert(&self, id: Uuid, now: DateTime<Utc>) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::expire_alert(p, id, now).await,
+            Backend::Postgres(p) => postgres::expire_alert(p, id, now).await,
+        }
+    }
+
+    // ---- the outbox (service) -----------------------------------------------------------
+
+    /// Claims up to `limit` due deliveries for `worker` with a lease until `now + lease`.
+    /// A delivery whose lease expired (its worker crashed) is claimed again. On PostgreSQL
+    /// concurrent workers skip each other's rows (`FOR UPDATE SKIP LOCKED`).
+    pub async fn claim_deliveries(
+        &self,
+        worker: &str,
+        limit: u32,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let until = now
+            + chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::seconds(60));
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::claim_deliveries(p, worker, limit, now, until).await,
+            Backend::Postgres(p) => postgres::claim_deliveries(p, worker, limit, now, until).await,
+        }
+    }
+
+    /// Records an attempt and its outcome for a delivery `worker` holds the lease of. Returns
+    /// `false` (writing nothing) if the lease was lost to another worker.
+    pub async fn complete_delivery(
+        &self,
+        id: Uuid,
+        worker: &str,
+        attempt: &AttemptRecord,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::complete_delivery(p, id, worker, attempt, now).await,
+            Backend::Postgres(p) => postgres::complete_delivery(p, id, worker, attempt, now).await,
+        }
+    }
+
+    /// Puts a finished delivery back in the queue (the API's "redeliver"); `false` if it is
+    /// not `user`'s.
+    pub async fn redeliver(
+        &self,
+        user: Uuid,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::redeliver(p, user, id, now).await,
+            Backend::Postgres(p) => postgres::redeliver(p, user, id, now).await,
+        }
+    }
+
+    /// Counts deliveries by status (for metrics and the backlog).
+    pub async fn delivery_counts(&self) -> Result<DeliveryCounts, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::delivery_counts(p).await,
+            Backend::Postgres(p) => postgres::delivery_counts(p).await,
+        }
+    }
+}
