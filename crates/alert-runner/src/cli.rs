@@ -24,6 +24,8 @@ pub enum Command {
     /// Replay alerts over a candle file and print one JSON line per trigger.
     #[command(after_long_help = BACKTEST_HELP)]
     Backtest(BacktestArgs),
+    /// Apply the database migrations (they are also applied at start unless turned off).
+    Migrate(DatabaseArgs),
     /// Benchmark the engine on a deterministic synthetic market (1m candles, in memory) and
     /// print one JSON object with throughput, round latency and memory.
     Bench(BenchArgs),
@@ -65,6 +67,19 @@ fn parse_symbol(s: &str) -> Result<alert_core::Symbol, String> {
 fn parse_timeframe(s: &str) -> Result<alert_core::Timeframe, String> {
     s.parse::<alert_core::Timeframe>()
         .map_err(|e| e.to_string())
+}
+
+/// Where the data lives.
+#[derive(Debug, Args, Clone)]
+pub struct DatabaseArgs {
+    /// `sqlite://PATH` (created if missing) or `postgres://USER@HOST/DB` (also a Supabase
+    /// project's connection string).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://./alert-runner.db"
+    )]
+    pub database_url: String,
 }
 
 #[derive(Debug, Args)]

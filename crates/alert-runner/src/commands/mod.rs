@@ -3,6 +3,7 @@
 mod backtest;
 mod bench;
 mod indicators;
+mod migrate;
 
 pub use backtest::parse_time;
 
@@ -13,6 +14,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Indicators(args) => indicators::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Backtest(args) => backtest::run(&args),
+        Command::Migrate(args) => migrate::run(&args),
     }
 }
 
