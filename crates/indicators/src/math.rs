@@ -5,117 +5,153 @@
 //! reads it without copying, and [`Indicator::update`](crate::Indicator) commits `x`.
 
 /// A fixed-capacity ring of the most recent values, oldest first.
+///
+/// The slots are a boxed slice of exactly `capacity` values with a fill count and the slot
+/// of the next value: a push is one load, one store and a compare, with no length checks of
+/// a growing `Vec`, so the optimiser can keep the ring's indices (and the sums around it) in
+/// registers.
 #[derive(Clone, Debug)]
 pub struct Ring {
-    buf: Vec<f64>,
-    cap: usize,
-    /// Index of the oldest value once full; of the next slot while filling.
-    head: usize,
+    buf: Box<[f64]>,
+    /// Values kept (at most `buf.len()`).
+    len: usize,
+    /// The slot the next value goes to: while filling, `len`; once full, the oldest value's.
+    next: usize,
 }
 
 impl Ring {
     pub fn new(cap: usize) -> Self {
         Self {
-            buf: Vec::with_capacity(cap),
-            cap,
-            head: 0,
+            buf: vec![0.0; cap].into_boxed_slice(),
+            len: 0,
+            next: 0,
         }
     }
 
     #[inline]
     pub fn capacity(&self) -> usize {
-        self.cap
+        self.buf.len()
     }
 
     #[inline]
     pub fn len(&self) -> usize {
-        self.buf.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.len == 0
     }
 
     #[inline]
     pub fn is_full(&self) -> bool {
-        self.buf.len() == self.cap
+        self.len == self.buf.len()
     }
 
     /// Appends `x`; when full, drops and returns the oldest value. A zero-capacity ring keeps
     /// nothing and returns `x` itself.
     #[inline]
     pub fn push(&mut self, x: f64) -> Option<f64> {
-        if self.cap == 0 {
+        let slot = self.next;
+        // The leaving value is read before the store; `get_mut` is `None` only at capacity 0.
+        let Some(cell) = self.buf.get_mut(slot) else {
             return Some(x);
-        }
-        if self.buf.len() < self.cap {
-            self.buf.push(x);
-            return None;
-        }
-        let old = std::mem::replace(&mut self.buf[self.head], x);
+        };
+        let old = std::mem::replace(cell, x);
         // A compare instead of `%`: a division would cost more than the whole update.
-        self.head += 1;
-        if self.head == self.cap {
-            self.head = 0;
+        self.next = if slot + 1 == self.buf.len() {
+            0
+        } else {
+            slot + 1
+        };
+        if self.len == self.buf.len() {
+            Some(old)
+        } else {
+            self.len += 1;
+            None
         }
-        Some(old)
     }
 
     /// The oldest value kept.
     #[inline]
     pub fn oldest(&self) -> Option<f64> {
         if self.is_full() {
-            self.buf.get(self.head).copied()
-        } else {
+            self.buf.get(self.next).copied()
+        } else if self.len > 0 {
             self.buf.first().copied()
+        } else {
+            None
         }
     }
 
     /// The `i`-th newest value (0 = newest).
     #[inline]
     pub fn newest(&self, i: usize) -> Option<f64> {
-        let len = self.buf.len();
-        if i >= len {
+        if i >= self.len {
             return None;
         }
-        let start = if self.is_full() { self.head } else { 0 };
-        self.buf.get((start + len - 1 - i) % len.max(1)).copied()
+        // `next − 1 − i`, wrapped; while filling `next == len`, so it never wraps.
+        let back = i + 1;
+        let slot = if back <= self.next {
+            self.next - back
+        } else {
+            self.next + self.buf.len() - back
+        };
+        self.buf.get(slot).copied()
+    }
+
+    /// The values as two slices, oldest first.
+    #[inline]
+    fn halves(&self) -> (&[f64], &[f64]) {
+        if self.is_full() {
+            let (newer, older) = self.buf.split_at(self.next);
+            (older, newer)
+        } else {
+            (&self.buf[..self.len], &[])
+        }
     }
 
     /// Values oldest to newest.
     pub fn iter(&self) -> impl Iterator<Item = f64> + '_ {
-        let split = if self.is_full() { self.head } else { 0 };
-        self.buf[split..]
-            .iter()
-            .chain(self.buf[..split].iter())
-            .copied()
+        let (older, newer) = self.halves();
+        older.iter().chain(newer).copied()
     }
 
     pub fn clear(&mut self) {
-        self.buf.clear();
-        self.head = 0;
+        self.len = 0;
+        self.next = 0;
     }
 }
 
 /// The sum of an n-value sliding window, updated in TA-Lib's order of operations
 /// (`total = partial + x; … ; partial = total − oldest`) so results match TA-Lib's, and
-/// re-anchored from the window every n − 1 commits so rounding error cannot accumulate over
-/// millions of bars (amortised O(1)).
+/// re-anchored every n − 1 commits so rounding error cannot accumulate over millions of bars.
+///
+/// Re-anchoring replaces the running partial sum with the sum of the n − 1 values committed
+/// since the previous anchor — which are then exactly the kept values — added oldest first
+/// from 0.0, as TA-Lib sums its first window. That sum is accumulated one add per commit
+/// alongside the running one (an independent dependency chain, so it costs no latency), so
+/// every commit is O(1) with no loop over the window; the values are the same, bit for bit,
+/// as summing the window at the anchor.
 #[derive(Clone, Debug)]
 pub struct RollingSum {
     tail: Ring,
     /// Sum of `tail`: TA-Lib's `periodTotal` between two bars.
     partial: f64,
-    commits_since_anchor: usize,
+    /// Sum, oldest first from 0.0, of the values committed since the last anchor.
+    fresh: f64,
+    /// Commits left until the next anchor (from n − 1 down to 1).
+    until_anchor: usize,
 }
 
 impl RollingSum {
     /// A window of `n >= 1` values.
     pub fn new(n: usize) -> Self {
+        let keep = n.saturating_sub(1);
         Self {
-            tail: Ring::new(n.saturating_sub(1)),
+            tail: Ring::new(keep),
             partial: 0.0,
-            commits_since_anchor: 0,
+            fresh: 0.0,
+            until_anchor: keep,
         }
     }
 
@@ -135,27 +171,35 @@ impl RollingSum {
     #[inline]
     pub fn push(&mut self, x: f64) -> f64 {
         let total = self.partial + x;
+        let Some(oldest) = self.tail.push(x) else {
+            // Still filling: `partial` and `fresh` are the same sum of the same values.
+            self.partial = total;
+            self.fresh = total;
+            self.until_anchor = self.until_anchor.saturating_sub(1);
+            if self.until_anchor == 0 {
+                self.anchor();
+            }
+            return total;
+        };
         if self.tail.capacity() == 0 {
             return total;
         }
-        match self.tail.push(x) {
-            None => self.partial = total,
-            Some(oldest) => {
-                self.partial = total - oldest;
-                self.commits_since_anchor += 1;
-                if self.commits_since_anchor >= self.tail.capacity() {
-                    self.reanchor();
-                }
-            }
+        self.partial = total - oldest;
+        self.fresh += x;
+        self.until_anchor -= 1;
+        if self.until_anchor == 0 {
+            self.anchor();
         }
         total
     }
 
-    /// Recomputes the partial sum from the window, oldest first, as TA-Lib sums its first
-    /// window.
-    fn reanchor(&mut self) {
-        self.partial = self.tail.iter().fold(0.0, |acc, v| acc + v);
-        self.commits_since_anchor = 0;
+    /// The n − 1 values since the last anchor are the whole tail: their fresh sum replaces
+    /// the running one.
+    #[inline]
+    fn anchor(&mut self) {
+        self.partial = self.fresh;
+        self.fresh = 0.0;
+        self.until_anchor = self.tail.capacity();
     }
 
     /// The committed values (the last n − 1), oldest first.
@@ -166,7 +210,8 @@ impl RollingSum {
     pub fn clear(&mut self) {
         self.tail.clear();
         self.partial = 0.0;
-        self.commits_since_anchor = 0;
+        self.fresh = 0.0;
+        self.until_anchor = self.tail.capacity();
     }
 }
 
@@ -177,85 +222,176 @@ pub enum Extreme {
     Min,
 }
 
-/// The maximum or minimum of an n-value sliding window in amortised O(1): a monotonic deque
-/// over the last n − 1 committed values, so the extreme of the window ending with `x` is
-/// `extreme(deque front, x)`. The deque lives in a fixed power-of-two ring (no allocation,
-/// no division per bar).
+/// `a` if it is greater than `b`, else `b`: one `maxsd`/`maxpd` instruction (inputs are
+/// never NaN: bars are checked finite).
+#[inline(always)]
+fn max(a: f64, b: f64) -> f64 {
+    if a > b { a } else { b }
+}
+
+/// Lane-wise maxima of `L` parallel n-value sliding windows, in amortised O(1) per value
+/// with no data-dependent branches (van Herk / Gil–Werman).
+///
+/// Of the last n − 1 committed values, kept in blocks of n − 1: the newest `k` (the current,
+/// partial block) are summarised by their running maximum, and the older n − 1 − k (the end
+/// of the previous block) by that block's suffix maxima, computed once when the block
+/// completed — an O(n) pass every n − 1 commits. The maximum of the window ending with `x`
+/// is then `max(suffix[k], running, x)`: O(1), and without changing state for a peek.
+/// Maxima are exact, so the result is the window's extreme whatever the method.
+#[derive(Clone, Debug)]
+struct BlockMax<const L: usize> {
+    /// The current block's values (slots `..k`); n − 1 slots.
+    block: Box<[[f64; L]]>,
+    /// Suffix maxima of the previous block: `suffix[i]` = max of its slots `i..`; at least
+    /// one slot, −∞ until a block has completed.
+    suffix: Box<[[f64; L]]>,
+    /// Maximum of the current block's values (−∞ while it is empty).
+    running: [f64; L],
+    /// Values in the current block.
+    k: usize,
+}
+
+impl<const L: usize> BlockMax<L> {
+    const NONE: [f64; L] = [f64::NEG_INFINITY; L];
+
+    /// Windows of `n >= 1` values.
+    fn new(n: usize) -> Self {
+        let keep = n.saturating_sub(1);
+        Self {
+            block: vec![Self::NONE; keep].into_boxed_slice(),
+            suffix: vec![Self::NONE; keep.max(1)].into_boxed_slice(),
+            running: Self::NONE,
+            k: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn lanes_max(a: [f64; L], b: [f64; L]) -> [f64; L] {
+        std::array::from_fn(|i| max(a[i], b[i]))
+    }
+
+    /// The maxima of the windows ending with `x`.
+    #[inline]
+    fn max_with(&self, x: [f64; L]) -> [f64; L] {
+        let older = self.suffix.get(self.k).copied().unwrap_or(Self::NONE);
+        Self::lanes_max(Self::lanes_max(older, self.running), x)
+    }
+
+    /// Commits `x`.
+    #[inline]
+    fn push(&mut self, x: [f64; L]) {
+        let Some(slot) = self.block.get_mut(self.k) else {
+            // n = 1: nothing is kept.
+            return;
+        };
+        *slot = x;
+        self.running = Self::lanes_max(self.running, x);
+        self.k += 1;
+        if self.k == self.block.len() {
+            self.complete_block();
+        }
+    }
+
+    /// The current block is full: its suffix maxima summarise it from now on.
+    fn complete_block(&mut self) {
+        let mut acc = Self::NONE;
+        for (s, v) in self.suffix.iter_mut().zip(self.block.iter()).rev() {
+            acc = Self::lanes_max(*v, acc);
+            *s = acc;
+        }
+        self.running = Self::NONE;
+        self.k = 0;
+    }
+
+    fn clear(&mut self) {
+        self.suffix.fill(Self::NONE);
+        self.running = Self::NONE;
+        self.k = 0;
+    }
+}
+
+/// The maximum or minimum of an n-value sliding window in amortised O(1) with no
+/// data-dependent branches: block maxima over the last n − 1 committed values (a minimum is
+/// the maximum of the negated values; negation is exact), so the extreme of the window
+/// ending with `x` is O(1) to read. An O(n) pass every n − 1 commits summarises a completed
+/// block.
 #[derive(Clone, Debug)]
 pub struct WindowExtreme {
     which: Extreme,
-    keep: u64,
-    seen: u64,
-    /// (commit index, value); entries `head..tail` (mod capacity) are live, values monotonic
-    /// from the head.
-    slots: Vec<(u64, f64)>,
-    mask: usize,
-    head: usize,
-    tail: usize,
+    blocks: BlockMax<1>,
 }
 
 impl WindowExtreme {
     pub fn new(n: usize, which: Extreme) -> Self {
-        let keep = n.saturating_sub(1);
-        let cap = (keep + 1).next_power_of_two();
         Self {
             which,
-            keep: keep as u64,
-            seen: 0,
-            slots: vec![(0, 0.0); cap],
-            mask: cap - 1,
-            head: 0,
-            tail: 0,
+            blocks: BlockMax::new(n),
         }
     }
 
+    /// The value as it is kept: negated for a minimum.
     #[inline]
-    fn better(&self, a: f64, b: f64) -> bool {
+    fn key(&self, x: f64) -> f64 {
         match self.which {
-            Extreme::Max => a >= b,
-            Extreme::Min => a <= b,
+            Extreme::Max => x,
+            Extreme::Min => -x,
         }
     }
 
     /// The extreme of the window ending with `x`.
     #[inline]
     pub fn extreme_with(&self, x: f64) -> f64 {
-        if self.head != self.tail {
-            let v = self.slots[self.head & self.mask].1;
-            if self.better(v, x) {
-                return v;
-            }
-        }
-        x
+        let [m] = self.blocks.max_with([self.key(x)]);
+        self.key(m)
     }
 
     /// Commits `x`; returns the extreme of the window ending with it.
     #[inline]
     pub fn push(&mut self, x: f64) -> f64 {
         let result = self.extreme_with(x);
-        while self.tail != self.head && self.better(x, self.slots[(self.tail - 1) & self.mask].1) {
-            self.tail -= 1;
-        }
-        self.slots[self.tail & self.mask] = (self.seen, x);
-        self.tail += 1;
-        self.seen += 1;
-        let first_kept = self.seen.saturating_sub(self.keep);
-        while self.head != self.tail && self.slots[self.head & self.mask].0 < first_kept {
-            self.head += 1;
-        }
-        // Keep the indices small; they are only compared modulo the capacity.
-        if self.head > self.mask {
-            let shift = self.head & !self.mask;
-            self.head -= shift;
-            self.tail -= shift;
-        }
+        self.blocks.push([self.key(x)]);
         result
     }
 
     pub fn clear(&mut self) {
-        self.head = 0;
-        self.tail = 0;
-        self.seen = 0;
+        self.blocks.clear();
+    }
+}
+
+/// The highest high and the lowest low of an n-bar sliding window together (what STOCH and
+/// WILLR need), as one two-lane [`WindowExtreme`]: lanes `(high, −low)`, so both extremes
+/// come from the same maximum instructions. Amortised O(1) per bar: O(1) to read (peek), and
+/// an O(n) pass every n − 1 commits.
+#[derive(Clone, Debug)]
+pub struct WindowRange {
+    blocks: BlockMax<2>,
+}
+
+impl WindowRange {
+    /// A window of `n >= 1` bars.
+    pub fn new(n: usize) -> Self {
+        Self {
+            blocks: BlockMax::new(n),
+        }
+    }
+
+    /// (highest, lowest) of the window ending with a bar of `high` and `low`.
+    #[inline]
+    pub fn range_with(&self, high: f64, low: f64) -> (f64, f64) {
+        let [h, l] = self.blocks.max_with([high, -low]);
+        (h, -l)
+    }
+
+    /// Commits a bar; returns (highest, lowest) of the window ending with it.
+    #[inline]
+    pub fn push(&mut self, high: f64, low: f64) -> (f64, f64) {
+        let result = self.range_with(high, low);
+        self.blocks.push([high, -low]);
+        result
+    }
+
+    pub fn clear(&mut self) {
+        self.blocks.clear();
     }
 }
 

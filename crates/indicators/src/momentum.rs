@@ -13,7 +13,7 @@
 use alert_core::{Candle, PriceSource};
 
 use crate::averages::SmaCore;
-use crate::math::{Extreme, Ring, RollingSum, WindowExtreme};
+use crate::math::{Ring, RollingSum, WindowRange};
 use crate::{Indicator, SettingError, check_period};
 
 // ---- Shared helpers (candidates for math.rs) ----
@@ -168,8 +168,7 @@ impl Indicator for Rsi {
 struct HighLowWindow {
     n: usize,
     seen: usize,
-    highs: WindowExtreme,
-    lows: WindowExtreme,
+    range: WindowRange,
 }
 
 impl HighLowWindow {
@@ -177,34 +176,26 @@ impl HighLowWindow {
         Self {
             n,
             seen: 0,
-            highs: WindowExtreme::new(n, Extreme::Max),
-            lows: WindowExtreme::new(n, Extreme::Min),
+            range: WindowRange::new(n),
         }
     }
 
     /// (highest, lowest) of the window ending with `bar`, once it holds `n` bars.
     #[inline]
     fn peek(&self, bar: &Candle) -> Option<(f64, f64)> {
-        (self.seen + 1 >= self.n).then(|| {
-            (
-                self.highs.extreme_with(bar.high),
-                self.lows.extreme_with(bar.low),
-            )
-        })
+        (self.seen + 1 >= self.n).then(|| self.range.range_with(bar.high, bar.low))
     }
 
     #[inline]
     fn push(&mut self, bar: &Candle) -> Option<(f64, f64)> {
-        let highest = self.highs.push(bar.high);
-        let lowest = self.lows.push(bar.low);
+        let range = self.range.push(bar.high, bar.low);
         self.seen = self.seen.saturating_add(1);
-        (self.seen >= self.n).then_some((highest, lowest))
+        (self.seen >= self.n).then_some(range)
     }
 
     fn clear(&mut self) {
         self.seen = 0;
-        self.highs.clear();
-        self.lows.clear();
+        self.range.clear();
     }
 }
 
