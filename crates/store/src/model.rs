@@ -145,6 +145,9 @@ pub enum Recorded {
     },
     /// This (alert, bar) was already recorded: nothing was written.
     Duplicate,
+    /// The alert is gone (deleted), no longer active (paused, spent, expired) or not the
+    /// trigger's user's: nothing was written. The runner's view of it is stale.
+    Skipped,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -452,7 +452,7 @@ pub async fn record_triggers(
         .zip(batch)
         .filter_map(|(r, t)| match r {
             Recorded::New { trigger_id } => Some((*trigger_id, t)),
-            Recorded::Duplicate => None,
+            Recorded::Duplicate | Recorded::Skipped => None,
         })
         .collect();
     if !new.is_empty() {

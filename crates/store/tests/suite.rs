@@ -1,0 +1,1263 @@
+//! The store's shared suite: every test runs against SQLite (a temp file) and PostgreSQL (a
+//! fresh database on `DATABASE_URL`'s server), as `<test>::sqlite` and `<test>::postgres`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration as StdDuration;
+
+use alert_store::{
+    AlertQuery, AlertStatus, AttemptOutcome, AttemptRecord, Cursor, Delivery, DeliveryCounts,
+    Limits, Recorded, Store, StoreError, StoreOptions, TriggerQuery,
+};
+use chrono::Duration;
+use futures_util::TryStreamExt;
+use uuid::Uuid;
+
+use common::{TestDb, TestResult, at, create, hour, new_alert, paused, t0, trigger};
+
+store_test!(
+    alert_crud_is_scoped_per_user,
+    list_alerts_pages_by_cursor_and_filters,
+    cursor_survives_sub_millisecond_times,
+    limits_refuse_and_write_nothing,
+    limits_hold_under_concurrent_creates,
+    record_trigger_is_exactly_once,
+    record_triggers_batch_with_internal_duplicate,
+    concurrent_writers_record_one_trigger,
+    record_triggers_large_batches,
+    record_triggers_skips_gone_and_inactive_alerts,
+    delete_cascades_to_triggers_notifications_deliveries,
+    alert_changes_feed,
+    stream_active_alerts_returns_exactly_active,
+    outbox_lease_and_reclaim,
+    outbox_retry_schedule_and_attempt_log,
+    outbox_final_states_redeliver_and_counts,
+    concurrent_claims_never_share_a_delivery,
+    notifications_list_and_mark_read_scoped,
+    list_triggers_filters_and_pages,
+    migrations_are_idempotent,
+);
+
+fn user() -> Uuid {
+    Uuid::new_v4()
+}
+
+fn attempt(outcome: AttemptOutcome, code: Option<i32>) -> AttemptRecord {
+    AttemptRecord {
+        status_code: code,
+        error: code.filter(|c| *c >= 400).map(|c| format!("HTTP {c}")),
+        duration_ms: 12,
+        outcome,
+    }
+}
+
+fn new_id(r: &Recorded) -> Uuid {
+    match r {
+        Recorded::New { trigger_id } => *trigger_id,
+        other => panic!("expected a new trigger, got {other:?}"),
+    }
+}
+
+// ---- alerts ------------------------------------------------------------------------------
+
+async fn alert_crud_is_scoped_per_user(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let (a, b) = (user(), user());
+    let mine = s.create_alert(a, &new_alert("mine", "BTCUSDT"), at(0)).await?;
+    assert_eq!(mine.user_id, a);
+    assert_eq!(mine.name, "mine");
+    assert_eq!(mine.symbol, "BTCUSDT");
+    assert_eq!(mine.base_timeframe, "1h");
+    assert_eq!(mine.status, AlertStatus::Active);
+    assert_eq!(mine.created_at, at(0));
+    assert_eq!(mine.updated_at, at(0));
+    assert_eq!(mine.fire_count, 0);
+    assert_eq!(mine.last_fired_at, None);
+    assert_eq!(mine.definition, new_alert("mine", "BTCUSDT").definition);
+    let theirs = s.create_alert(b, &new_alert("theirs", "ETHUSDT"), at(1)).await?;
+
+    // Read.
+    assert_eq!(s.get_alert(a, mine.id).await?, Some(mine.clone()));
+    assert_eq!(s.get_alert(b, mine.id).await?, None);
+    assert_eq!(s.get_alert(a, Uuid::new_v4()).await?, None);
+    let listed = s.list_alerts(a, &AlertQuery::default()).await?;
+    assert_eq!(listed, vec![mine.clone()]);
+    let listed = s.list_alerts(b, &AlertQuery::default()).await?;
+    assert_eq!(listed, vec![theirs.clone()]);
+
+    // Update.
+    let mut changed = new_alert("mine, renamed", "ETHUSDT");
+    changed.definition = serde_json::json!({"name": "mine, renamed", "conditions": []});
+    assert_eq!(s.update_alert(b, mine.id, &changed, at(5)).await?, None);
+    let updated = s
+        .update_alert(a, mine.id, &changed, at(5))
+        .await?
+        .expect("own alert updates");
+    assert_eq!(updated.name, "mine, renamed");
+    assert_eq!(updated.symbol, "ETHUSDT");
+    assert_eq!(updated.definition, changed.definition);
+    assert_eq!(updated.created_at, at(0));
+    assert_eq!(updated.updated_at, at(5));
+    assert_eq!(s.get_alert(a, mine.id).await?, Some(updated.clone()));
+
+    // Status.
+    assert_eq!(
+        s.set_status(b, mine.id, AlertStatus::Paused, at(6)).await?,
+        None
+    );
+    assert_eq!(s.get_alert(a, mine.id).await?.unwrap().status, AlertStatus::Active);
+    let p = s.set_status(a, mine.id, AlertStatus::Paused, at(7)).await?.unwrap();
+    assert_eq!(p.status, AlertStatus::Paused);
+    assert_eq!(p.updated_at, at(7));
+    assert_eq!(
+        s.set_status(b, mine.id, AlertStatus::Active, at(8)).await?,
+        None,
+        "resuming another user's alert"
+    );
+    assert_eq!(
+        s.set_status(a, Uuid::new_v4(), AlertStatus::Active, at(8)).await?,
+        None
+    );
+
+    // Delete.
+    assert!(!s.delete_alert(b, mine.id, at(9)).await?);
+    assert!(s.get_alert(a, mine.id).await?.is_some());
+    assert!(s.delete_alert(a, mine.id, at(9)).await?);
+    assert!(!s.delete_alert(a, mine.id, at(9)).await?, "already deleted");
+    assert_eq!(s.get_alert(a, mine.id).await?, None);
+    assert!(s.list_alerts(a, &AlertQuery::default()).await?.is_empty());
+    // B's alert untouched by all of this.
+    assert_eq!(s.get_alert(b, theirs.id).await?, Some(theirs));
+    Ok(())
+}
+
+async fn list_alerts_pages_by_cursor_and_filters(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let (a, b) = (user(), user());
+    let symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT"];
+    let mut all = Vec::new();
+    for i in 0..25_i64 {
+        // Pairs of alerts share a created_at: the id breaks the tie.
+        let mut na = new_alert(&format!("a{i}"), symbols[(i % 3) as usize]);
+        if i % 4 == 0 {
+            na = paused(na);
+        }
+        all.push(s.create_alert(a, &na, at(i / 2)).await?);
+    }
+    for i in 0..3 {
+        create(s, b, &format!("b{i}"), "BTCUSDT").await;
+    }
+    all.sort_by_key(|r| (r.created_at, r.id));
+
+    // Every page through an encoded cursor: all rows, in order, once.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let q = AlertQuery {
+            after,
+            limit: 7,
+            ..AlertQuery::default()
+        };
+        let page = s.list_alerts(a, &q).await?;
+        assert!(page.len() <= 7);
+        let Some(last) = page.last() else { break };
+        let text = Cursor {
+            at: last.created_at,
+            id: last.id,
+        }
+        .encode();
+        after = Some(Cursor::decode(&text).expect("cursor decodes"));
+        seen.extend(page);
+    }
+    assert_eq!(seen, all);
+
+    // Filters.
+    let btc = s
+        .list_alerts(
+            a,
+            &AlertQuery {
+                symbol: Some("BTCUSDT".into()),
+                ..AlertQuery::default()
+            },
+        )
+        .await?;
+    let want: Vec<_> = all.iter().filter(|r| r.symbol == "BTCUSDT").cloned().collect();
+    assert_eq!(btc, want);
+    let paused_rows = s
+        .list_alerts(
+            a,
+            &AlertQuery {
+                status: Some(AlertStatus::Paused),
+                ..AlertQuery::default()
+            },
+        )
+        .await?;
+    let want: Vec<_> = all
+        .iter()
+        .filter(|r| r.status == AlertStatus::Paused)
+        .cloned()
+        .collect();
+    assert_eq!(paused_rows, want);
+    let both = s
+        .list_alerts(
+            a,
+            &AlertQuery {
+                symbol: Some("ETHUSDT".into()),
+                status: Some(AlertStatus::Active),
+                limit: 2,
+                ..AlertQuery::default()
+            },
+        )
+        .await?;
+    let want: Vec<_> = all
+        .iter()
+        .filter(|r| r.symbol == "ETHUSDT" && r.status == AlertStatus::Active)
+        .take(2)
+        .cloned()
+        .collect();
+    assert_eq!(both, want);
+    // Limit 0 means the default page (100): everything here.
+    assert_eq!(s.list_alerts(a, &AlertQuery::default()).await?.len(), 25);
+    // Past the end.
+    let last = all.last().unwrap();
+    let q = AlertQuery {
+        after: Some(Cursor {
+            at: last.created_at,
+            id: last.id,
+        }),
+        ..AlertQuery::default()
+    };
+    assert!(s.list_alerts(a, &q).await?.is_empty());
+    Ok(())
+}
+
+/// Alerts created with the wall clock (microseconds on PostgreSQL): paging through the API's
+/// text cursor must neither repeat nor skip a row.
+async fn cursor_survives_sub_millisecond_times(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let a = user();
+    let base = t0() + Duration::microseconds(123_456);
+    for i in 0..6_i64 {
+        s.create_alert(
+            a,
+            &new_alert(&format!("a{i}"), "BTCUSDT"),
+            base + Duration::microseconds(i * 7),
+        )
+        .await?;
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<Cursor> = None;
+    for _ in 0..10 {
+        let q = AlertQuery {
+            after,
+            limit: 1,
+            ..AlertQuery::default()
+        };
+        let page = s.list_alerts(a, &q).await?;
+        let Some(last) = page.last() else { break };
+        after = Cursor::decode(
+            &Cursor {
+                at: last.created_at,
+                id: last.id,
+            }
+            .encode(),
+        );
+        seen.push(last.id);
+    }
+    let unique: HashSet<_> = seen.iter().collect();
+    assert_eq!(seen.len(), 6, "pages: {seen:?}");
+    assert_eq!(unique.len(), 6);
+    Ok(())
+}
+
+async fn limits_refuse_and_write_nothing(db: TestDb) -> TestResult {
+    assert_eq!(
+        Limits::default(),
+        Limits {
+            per_symbol: 200,
+            per_user: 1000
+        }
+    );
+    let s = db
+        .connect(StoreOptions {
+            limits: Limits {
+                per_symbol: 2,
+                per_user: 3,
+            },
+            ..StoreOptions::default()
+        })
+        .await;
+    let (a, b) = (user(), user());
+    let btc1 = s.create_alert(a, &new_alert("btc1", "BTCUSDT"), at(0)).await?;
+    let btc2 = s.create_alert(a, &new_alert("btc2", "BTCUSDT"), at(1)).await?;
+    let err = s.create_alert(a, &new_alert("btc3", "BTCUSDT"), at(2)).await;
+    assert!(matches!(err, Err(StoreError::Limit(_))), "{err:?}");
+    assert_eq!(db.count_of("alerts", a).await, 2, "refused create wrote nothing");
+    // Another user has limits of their own.
+    s.create_alert(b, &new_alert("b", "BTCUSDT"), at(2)).await?;
+    s.create_alert(b, &new_alert("b", "BTCUSDT"), at(2)).await?;
+    // Per user.
+    let eth = s.create_alert(a, &new_alert("eth", "ETHUSDT"), at(3)).await?;
+    let err = s.create_alert(a, &new_alert("sol", "SOLUSDT"), at(4)).await;
+    assert!(matches!(err, Err(StoreError::Limit(_))), "{err:?}");
+    assert_eq!(db.count_of("alerts", a).await, 3);
+    // Paused alerts do not count and are not refused.
+    let sol = s
+        .create_alert(a, &paused(new_alert("sol", "SOLUSDT")), at(5))
+        .await?;
+    assert_eq!(sol.status, AlertStatus::Paused);
+    // Resuming checks the limits, and a refused resume changes nothing.
+    let err = s.set_status(a, sol.id, AlertStatus::Active, at(6)).await;
+    assert!(matches!(err, Err(StoreError::Limit(_))), "{err:?}");
+    let still = s.get_alert(a, sol.id).await?.unwrap();
+    assert_eq!(still.status, AlertStatus::Paused);
+    assert_eq!(still.updated_at, at(5));
+    // Updating an active alert in place is not refused (it does not count against itself).
+    let same = s.update_alert(a, eth.id, &new_alert("eth v2", "ETHUSDT"), at(7)).await?;
+    assert_eq!(same.unwrap().name, "eth v2");
+    // Moving an alert onto a full symbol is refused.
+    let err = s
+        .update_alert(a, eth.id, &new_alert("eth to btc", "BTCUSDT"), at(8))
+        .await;
+    assert!(matches!(err, Err(StoreError::Limit(_))), "{err:?}");
+    assert_eq!(s.get_alert(a, eth.id).await?.unwrap().symbol, "ETHUSDT");
+    // Another user's alert: None, not a limit error, even when the caller is at its limits.
+    assert_eq!(
+        s.update_alert(a, btc1.id, &new_alert("x", "BTCUSDT"), at(8))
+            .await?
+            .map(|r| r.id),
+        Some(btc1.id)
+    );
+    let b_alerts = s.list_alerts(b, &AlertQuery::default()).await?;
+    let err = s
+        .update_alert(a, b_alerts[0].id, &new_alert("steal", "SOLUSDT"), at(8))
+        .await;
+    assert!(matches!(err, Ok(None)), "{err:?}");
+    let err = s
+        .set_status(a, b_alerts[0].id, AlertStatus::Active, at(8))
+        .await;
+    assert!(matches!(err, Ok(None)), "{err:?}");
+    // Resuming an already active alert is not refused.
+    let again = s.set_status(a, btc2.id, AlertStatus::Active, at(9)).await?;
+    assert_eq!(again.unwrap().status, AlertStatus::Active);
+    // Pause one, then the paused one can be resumed.
+    s.set_status(a, btc1.id, AlertStatus::Paused, at(10)).await?;
+    let resumed = s.set_status(a, sol.id, AlertStatus::Active, at(11)).await?;
+    assert_eq!(resumed.unwrap().status, AlertStatus::Active);
+    let err = s.set_status(a, btc1.id, AlertStatus::Active, at(12)).await;
+    assert!(matches!(err, Err(StoreError::Limit(_))), "{err:?}");
+    s.close().await;
+    Ok(())
+}
+
+async fn limits_hold_under_concurrent_creates(db: TestDb) -> TestResult {
+    let s = db
+        .connect(StoreOptions {
+            limits: Limits {
+                per_symbol: 3,
+                per_user: 100,
+            },
+            ..StoreOptions::default()
+        })
+        .await;
+    let a = user();
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.create_alert(a, &new_alert(&format!("c{i}"), "BTCUSDT"), at(i))
+                .await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await? {
+            Ok(_) => ok += 1,
+            Err(StoreError::Limit(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    assert_eq!(ok, 3);
+    assert_eq!(db.count_of("alerts", a).await, 3);
+    s.close().await;
+    Ok(())
+}
+
+// ---- triggers ----------------------------------------------------------------------------
+
+async fn record_trigger_is_exactly_once(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let a = user();
+    let alert = create(s, a, "once", "BTCUSDT").await;
+    let t = trigger(&alert, hour(1), 1);
+    let first = s.record_triggers(std::slice::from_ref(&t), at(7200)).await?;
+    assert_eq!(first.len(), 1);
+    let id = new_id(&first[0]);
+    let second = s.record_triggers(std::slice::from_ref(&t), at(7300)).await?;
+    assert_eq!(second, vec![Recorded::Duplicate]);
+    assert_eq!(db.count("alert_triggers").await, 1);
+    assert_eq!(db.count("notifications").await, 1);
+    assert_eq!(db.count("webhook_deliveries").await, 1);
+
+    let row = s.get_alert(a, alert.id).await?.unwrap();
+    assert_eq!(row.fire_count, 1);
+    assert_eq!(row.last_fired_at, Some(t.fired_at));
+    assert_eq!(row.status, AlertStatus::Active);
+    assert_eq!(row.updated_at, alert.updated_at, "firing is not an edit");
+
+    let triggers = s.list_triggers(a, &TriggerQuery::default()).await?;
+    assert_eq!(triggers.len(), 1);
+    assert_eq!(triggers[0].id, id);
+    assert_eq!(triggers[0].alert_id, alert.id);
+    assert_eq!(triggers[0].user_id, a);
+    assert_eq!(triggers[0].symbol, "BTCUSDT");
+    assert_eq!(triggers[0].bar_time, hour(1));
+    assert_eq!(triggers[0].fired_at, t.fired_at);
+    assert_eq!(triggers[0].snapshot, t.snapshot);
+    let notes = s.list_notifications(a, 0).await?;
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0].trigger_id, id);
+    assert_eq!(notes[0].alert_id, alert.id);
+    assert_eq!(notes[0].title, "once fired");
+    let deliveries = s.list_deliveries(a, 0).await?;
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].trigger_id, id);
+    assert_eq!(deliveries[0].status, "pending");
+    assert_eq!(deliveries[0].attempts, 0);
+    assert_eq!(deliveries[0].url, "https://example.com/hook/0");
+
+    // A later bar fires again; last_fired_at moves forward, never back.
+    let t2 = trigger(&alert, hour(2), 1);
+    let older = trigger(&alert, hour(0), 0);
+    let r = s.record_triggers(&[t2.clone(), older], at(9000)).await?;
+    assert!(matches!(r[..], [Recorded::New { .. }, Recorded::New { .. }]));
+    let row = s.get_alert(a, alert.id).await?.unwrap();
+    assert_eq!(row.fire_count, 3);
+    assert_eq!(row.last_fired_at, Some(t2.fired_at));
+
+    // A `once` alert is spent: status triggered, seen by the change feed.
+    let once = create(s, a, "spend me", "ETHUSDT").await;
+    let mut t = trigger(&once, hour(1), 0);
+    t.spend = true;
+    let r = s.record_triggers(std::slice::from_ref(&t), at(7200)).await?;
+    new_id(&r[0]);
+    let row = s.get_alert(a, once.id).await?.unwrap();
+    assert_eq!(row.status, AlertStatus::Triggered);
+    assert_eq!(row.fire_count, 1);
+    assert_eq!(row.updated_at, at(7200));
+    let changes = s.alert_changes(at(7200), StdDuration::ZERO).await?;
+    assert!(changes.changed.iter().any(|c| c.id == once.id && c.status == AlertStatus::Triggered));
+    // Recording it again (a replay) is a duplicate and changes nothing.
+    assert_eq!(
+        s.record_triggers(std::slice::from_ref(&t), at(7300)).await?,
+        vec![Recorded::Duplicate]
+    );
+    assert_eq!(s.get_alert(a, once.id).await?.unwrap().fire_count, 1);
+    Ok(())
+}
+
+async fn record_triggers_batch_with_internal_duplicate(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let a = user();
+    let x = create(s, a, "x", "BTCUSDT").await;
+    let y = create(s, a, "y", "BTCUSDT").await;
+    let tx = trigger(&x, hour(1), 2);
+    let mut tx_again = tx.clone();
+    tx_again.snapshot = serde_json::json!({"another": "snapshot"});
+    let ty = trigger(&y, hour(1), 1);
+    let r = s
+        .record_triggers(&[tx.clone(), tx_again, ty, tx.clone()], at(3600))
+        .await?;
+    assert!(
+        matches!(
+            r[..],
+            [
+                Recorded::New { .. },
+                Recorded::Duplicate,
+                Recorded::New { .. },
+                Recorded::Duplicate
+            ]
+        ),
+        "{r:?}"
+    );
+    assert_ne!(new_id(&r[0]), new_id(&r[2]));
+    assert_eq!(db.count("alert_triggers").await, 2);
+    assert_eq!(db.count("notifications").await, 2);
+    assert_eq!(db.count("webhook_deliveries").await, 3);
+    assert_eq!(s.get_alert(a, x.id).await?.unwrap().fire_count, 1);
+    // The first of the duplicates is the one recorded.
+    let rows = s
+        .list_triggers(
+            a,
+            &TriggerQuery {
+                alert_id: Some(x.id),
+                ..TriggerQuery::default()
+            },
+        )
+        .await?;
+    assert_eq!(rows[0].snapshot, tx.snapshot);
+    // Empty batch.
+    assert!(s.record_triggers(&[], at(0)).await?.is_empty());
+    Ok(())
+}
+
+async fn concurrent_writers_record_one_trigger(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let a = user();
+    let alert = create(s, a, "contended", "BTCUSDT").await;
+    let t = trigger(&alert, hour(1), 1);
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (s, t) = (s.clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            s.record_triggers(std::slice::from_ref(&t), at(3600)).await
+        }));
+    }
+    let mut new = 0;
+    for task in tasks {
+        match task.await??[..] {
+            [Recorded::New { .. }] => new += 1,
+            [Recorded::Duplicate] => {}
+            ref other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(new, 1);
+    assert_eq!(db.count("alert_triggers").await, 1);
+    assert_eq!(db.count("notifications").await, 1);
+    assert_eq!(db.count("webhook_deliveries").await, 1);
+    assert_eq!(s.get_alert(a, alert.id).await?.unwrap().fire_count, 1);
+
+    // Overlapping batches from concurrent writers (two runners on the same symbols, in any
+    // order): each pair recorded once, no deadlock.
+    let mut alerts = Vec::new();
+    for i in 0..40 {
+        alerts.push(create(s, a, &format!("m{i}"), "ETHUSDT").await);
+    }
+    let mut tasks = Vec::new();
+    for w in 0..8_usize {
+        let s = s.clone();
+        let mut batch: Vec<_> = alerts.iter().map(|al| trigger(al, hour(5), 1)).collect();
+        batch.rotate_left(w * 5);
+        if w % 2 == 1 {
+            batch.reverse();
+        }
+        tasks.push(tokio::spawn(async move { s.record_triggers(&batch, at(20000)).await }));
+    }
+    let mut new = 0;
+    for task in tasks {
+        new += task
+            .await??
+            .iter()
+            .filter(|r| matches!(r, Recorded::New { .. }))
+            .count();
+    }
+    assert_eq!(new, 40);
+    assert_eq!(db.count("alert_triggers").await, 41);
+    assert_eq!(db.count("webhook_deliveries").await, 41);
+    for al in &alerts {
+        assert_eq!(s.get_alert(a, al.id).await?.unwrap().fire_count, 1);
+    }
+    Ok(())
+}
+
+async fn record_triggers_large_batches(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let users = [user(), user(), user()];
+    let mut alerts = Vec::new();
+    for i in 0..60 {
+        alerts.push(create(s, users[i % 3], &format!("a{i}"), "BTCUSDT").await);
+    }
+    let mut all = Vec::new();
+    for bar in 0..25 {
+        for al in &alerts {
+            all.push(trigger(al, hour(bar), 2));
+        }
+    }
+    // 1,500 triggers in batches of 500.
+    let mut ids = HashSet::new();
+    for chunk in all.chunks(500) {
+        let r = s.record_triggers(chunk, at(100_000)).await?;
+        assert_eq!(r.len(), chunk.len());
+        for x in &r {
+            assert!(ids.insert(new_id(x)));
+        }
+    }
+    assert_eq!(db.count("alert_triggers").await, 1500);
+    assert_eq!(db.count("notifications").await, 1500);
+    assert_eq!(db.count("webhook_deliveries").await, 3000);
+    for u in users {
+        assert_eq!(db.count_of("alert_triggers", u).await, 500);
+        assert_eq!(db.count_of("webhook_deliveries", u).await, 1000);
+    }
+    for al in &alerts {
+        let row = s.get_alert(al.user_id, al.id).await?.unwrap();
+        assert_eq!(row.fire_count, 25);
+        assert_eq!(row.last_fired_at, Some(hour(24) + Duration::hours(1)));
+    }
+    // Replaying all of it (one big batch): all duplicates, nothing written.
+    let r = s.record_triggers(&all, at(200_000)).await?;
+    assert!(r.iter().all(|x| *x == Recorded::Duplicate));
+    assert_eq!(db.count("alert_triggers").await, 1500);
+    assert_eq!(db.count("webhook_deliveries").await, 3000);
+    assert_eq!(
+        s.get_alert(alerts[0].user_id, alerts[0].id)
+            .await?
+            .unwrap()
+            .fire_count,
+        25
+    );
+    Ok(())
+}
+
+/// The runner's view of alerts lags behind the API's: a trigger for an alert deleted, paused
+/// or spent in the meantime, or naming the wrong user, must not fail the batch nor write.
+async fn record_triggers_skips_gone_and_inactive_alerts(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let (a, b) = (user(), user());
+    let live = create(s, a, "live", "BTCUSDT").await;
+    let gone = create(s, a, "gone", "BTCUSDT").await;
+    let pausd = create(s, a, "paused", "BTCUSDT").await;
+    let spent = create(s, a, "spent", "BTCUSDT").await;
+    s.delete_alert(a, gone.id, at(10)).await?;
+    s.set_status(a, pausd.id, AlertStatus::Paused, at(10)).await?;
+    let mut sp = trigger(&spent, hour(1), 0);
+    sp.spend = true;
+    new_id(&s.record_triggers(&[sp], at(20)).await?[0]);
+    let mut wrong_user = trigger(&live, hour(3), 1);
+    wrong_user.user_id = b;
+
+    let batch = [
+        trigger(&gone, hour(2), 1),
+        trigger(&live, hour(2), 1),
+        trigger(&pausd, hour(2), 1),
+        trigger(&spent, hour(2), 1),
+        wrong_user,
+    ];
+    let r = s.record_triggers(&batch, at(30)).await?;
+    assert!(
+        matches!(
+            r[..],
+            [
+                Recorded::Skipped,
+                Recorded::New { .. },
+                Recorded::Skipped,
+                Recorded::Skipped,
+                Recorded::Skipped
+            ]
+        ),
+        "{r:?}"
+    );
+    assert_eq!(db.count("alert_triggers").await, 2);
+    assert_eq!(db.count("webhook_deliveries").await, 1);
+    assert_eq!(db.count_of("alert_triggers", b).await, 0);
+    assert_eq!(s.get_alert(a, pausd.id).await?.unwrap().fire_count, 0);
+    assert_eq!(s.get_alert(a, spent.id).await?.unwrap().fire_count, 1);
+    Ok(())
+}
+
+async fn delete_cascades_to_triggers_notifications_deliveries(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let a = user();
+    let doomed = create(s, a, "doomed", "BTCUSDT").await;
+    let kept = create(s, a, "kept", "BTCUSDT").await;
+    let batch: Vec<_> = (0..3)
+        .flat_map(|h| [trigger(&doomed, hour(h), 2), trigger(&kept, hour(h), 1)])
+        .collect();
+    s.record_triggers(&batch, at(0)).await?;
+    // Some attempts too.
+    let claimed = s
+        .claim_deliveries("w", 100, StdDuration::from_secs(60), at(0))
+        .await?;
+    assert_eq!(claimed.len(), 9);
+    for d in &claimed {
+        let o = attempt(AttemptOutcome::Retry { at: at(60) }, Some(500));
+        assert!(s.complete_delivery(d.id, "w", &o, at(1)).await?);
+    }
+    assert_eq!(db.count("webhook_attempts").await, 9);
+
+    assert!(s.delete_alert(a, doomed.id, at(2)).await?);
+    assert_eq!(db.count("alert_triggers").await, 3);
+    assert_eq!(db.count("notifications").await, 3);
+    assert_eq!(db.count("webhook_deliveries").await, 3);
+    assert_eq!(db.count("webhook_attempts").await, 3);
+    let q = TriggerQuery {
+        alert_id: Some(doomed.id),
+        ..TriggerQuery::default()
+    };
+    assert!(s.list_triggers(a, &q).await?.is_empty());
+    assert!(s.list_notifications(a, 0).await?.iter().all(|n| n.alert_id == kept.id));
+    assert!(s.list_deliveries(a, 0).await?.iter().all(|d| d.alert_id == kept.id));
+    assert_eq!(
+        s.delivery_counts().await?,
+        DeliveryCounts {
+            pending: 3,
+            ..DeliveryCounts::default()
+        }
+    );
+    Ok(())
+}
+
+// ---- the runner's view -------------------------------------------------------------------
+
+async fn alert_changes_feed(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let (a, b) = (user(), user());
+    let none = s.alert_changes(at(0), StdDuration::ZERO).await?;
+    assert!(none.changed.is_empty() && none.deleted.is_empty());
+    assert_eq!(none.watermark, None);
+
+    let x = s.create_alert(a, &new_alert("x", "BTCUSDT"), at(10)).await?;
+    let y = s.create_alert(b, &new_alert("y", "ETHUSDT"), at(11)).await?;
+    let c = s.alert_changes(at(0), StdDuration::ZERO).await?;
+    let ids: Vec<_> = c.changed.iter().map(|r| r.id).collect();
+    assert_eq!(ids, vec![x.id, y.id], "creations, oldest first, all users");
+    assert_eq!(c.watermark, Some(at(11)));
+
+    // Update: seen from the watermark, with the new definition.
+    let w = c.watermark.unwrap();
+    s.update_alert(a, x.id, &new_alert("x v2", "BTCUSDT"), at(20)).await?;
+    let c = s.alert_changes(w, StdDuration::from_secs(5)).await?;
+    // The overlap re-delivers y (changed at the watermark): harmless, and the update is there.
+    let ids: Vec<_> = c.changed.iter().map(|r| r.id).collect();
+    assert_eq!(ids, vec![y.id, x.id]);
+    assert_eq!(c.changed[1].name, "x v2");
+    assert_eq!(c.watermark, Some(at(20)));
+
+    // Pause.
+    let w = c.watermark.unwrap();
+    s.set_status(b, y.id, AlertStatus::Paused, at(30)).await?;
+    let c = s.alert_changes(w, StdDuration::ZERO).await?;
+    let got: Vec<_> = c.changed.iter().map(|r| (r.id, r.status)).collect();
+    assert_eq!(got, vec![(x.id, AlertStatus::Active), (y.id, AlertStatus::Paused)]);
+    assert_eq!(c.watermark, Some(at(30)));
+    // Asking from past the last change sees nothing new.
+    let c2 = s.alert_changes(at(31), StdDuration::ZERO).await?;
+    assert!(c2.changed.is_empty() && c2.deleted.is_empty());
+    assert_eq!(c2.watermark, None);
+
+    // Deletion.
+    s.delete_alert(a, x.id, at(40)).await?;
+    let c = s.alert_changes(at(31), StdDuration::ZERO).await?;
+    assert!(c.changed.is_empty());
+    assert_eq!(c.deleted, vec![x.id]);
+    assert_eq!(c.watermark, Some(at(40)));
+    // The overlap window from a later watermark still includes the deletion.
+    let c = s.alert_changes(at(43), StdDuration::from_secs(5)).await?;
+    assert_eq!(c.deleted, vec![x.id]);
+    let c = s.alert_changes(at(46), StdDuration::from_secs(5)).await?;
+    assert!(c.deleted.is_empty());
+
+    // Firing (not spending) is not a change; expiring is.
+    s.record_triggers(&[trigger(&y, hour(1), 0)], at(50)).await?;
+    s.set_status(b, y.id, AlertStatus::Active, at(60)).await?;
+    s.expire_alert(y.id, at(70)).await?;
+    let c = s.alert_changes(at(61), StdDuration::ZERO).await?;
+    let got: Vec<_> = c.changed.iter().map(|r| (r.id, r.status)).collect();
+    assert_eq!(got, vec![(y.id, AlertStatus::Expired)]);
+    Ok(())
+}
+
+async fn stream_active_alerts_returns_exactly_active(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let empty: Vec<_> = s.stream_active_alerts().try_collect().await?;
+    assert!(empty.is_empty());
+    let mut want = HashSet::new();
+    for i in 0..30 {
+        let u = user();
+        let al = create(s, u, &format!("a{i}"), ["BTCUSDT", "ETHUSDT"][i % 2]).await;
+        match i % 5 {
+            0 => {
+                s.set_status(u, al.id, AlertStatus::Paused, at(1)).await?;
+            }
+            1 => {
+                s.expire_alert(al.id, at(1)).await?;
+            }
+            2 => {
+                let mut t = trigger(&al, hour(1), 0);
+                t.spend = true;
+                s.record_triggers(&[t], at(1)).await?;
+            }
+            3 => {
+                s.delete_alert(u, al.id, at(1)).await?;
+            }
+            _ => {
+                want.insert(al.id);
+            }
+        }
+    }
+    // Paused-then-resumed is active again.
+    let u = user();
+    let al = s.create_alert(u, &paused(new_alert("r", "BTCUSDT")), at(0)).await?;
+    s.set_status(u, al.id, AlertStatus::Active, at(1)).await?;
+    want.insert(al.id);
+
+    let rows: Vec<_> = s.stream_active_alerts().try_collect().await?;
+    assert!(rows.iter().all(|r| r.status == AlertStatus::Active));
+    let got: HashSet<_> = rows.iter().map(|r| r.id).collect();
+    assert_eq!(rows.len(), got.len(), "no row twice");
+    assert_eq!(got, want);
+    // Rows carry the full definition.
+    assert!(rows.iter().all(|r| r.definition["conditions"].is_array()));
+    Ok(())
+}
+
+// ---- the outbox --------------------------------------------------------------------------
+
+async fn one_delivery(db: &TestDb, user: Uuid) -> (Uuid, Uuid) {
+    let al = create(&db.store, user, "hooked", "BTCUSDT").await;
+    let r = db
+        .store
+        .record_triggers(&[trigger(&al, hour(1), 1)], at(0))
+        .await
+        .unwrap();
+    (al.id, new_id(&r[0]))
+}
+
+async fn outbox_lease_and_reclaim(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let a = user();
+    let (alert_id, trigger_id) = one_delivery(&db, a).await;
+    let lease = StdDuration::from_secs(30);
+
+    let got = s.claim_deliveries("w1", 10, lease, at(1)).await?;
+    assert_eq!(got.len(), 1);
+    let d: &Delivery = &got[0];
+    assert_eq!(d.trigger_id, trigger_id);
+    assert_eq!(d.alert_id, alert_id);
+    assert_eq!(d.user_id, a);
+    assert_eq!(d.action_index, 0);
+    assert_eq!(d.url, "https://example.com/hook/0");
+    assert_eq!(d.attempts, 0);
+    assert!(d.payload.contains(&alert_id.to_string()));
+
+    // Leased: nobody else gets it, not even the same worker, until the lease ends.
+    assert!(s.claim_deliveries("w2", 10, lease, at(1)).await?.is_empty());
+    assert!(s.claim_deliveries("w2", 10, lease, at(30)).await?.is_empty());
+    assert!(s.claim_deliveries("w1", 10, lease, at(30)).await?.is_empty());
+    // w1 crashed: after the lease another worker reclaims it.
+    let again = s.claim_deliveries("w2", 10, lease, at(31)).await?;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, d.id);
+    assert_eq!(again[0].attempts, 0);
+
+    // w1 comes back: its completion is refused and writes nothing.
+    let ok = s
+        .complete_delivery(d.id, "w1", &attempt(AttemptOutcome::Delivered, Some(200)), at(32))
+        .await?;
+    assert!(!ok);
+    assert_eq!(db.count("webhook_attempts").await, 0);
+    let row = &s.list_deliveries(a, 0).await?[0];
+    assert_eq!((row.status.as_str(), row.attempts), ("pending", 0));
+    assert!(row.attempt_log.is_empty());
+    // An unknown delivery.
+    let ok = s
+        .complete_delivery(Uuid::new_v4(), "w2", &attempt(AttemptOutcome::Delivered, Some(200)), at(32))
+        .await?;
+    assert!(!ok);
+
+    // w2 holds the lease and completes.
+    assert!(
+        s.complete_delivery(d.id, "w2", &attempt(AttemptOutcome::Delivered, Some(204)), at(33))
+            .await?
+    );
+    let row = &s.list_deliveries(a, 0).await?[0];
+    assert_eq!(row.status, "delivered");
+    assert_eq!(row.attempts, 1);
+    assert_eq!(row.delivered_at, Some(at(33)));
+    assert_eq!(row.last_status_code, Some(204));
+    assert_eq!(row.attempt_log.len(), 1);
+    assert_eq!(row.attempt_log[0].attempt, 1);
+    assert_eq!(row.attempt_log[0].attempted_at, at(33));
+    assert_eq!(row.attempt_log[0].status_code, Some(204));
+    assert_eq!(row.attempt_log[0].duration_ms, 12);
+    // Delivered is final: never claimed again, a second completion is refused.
+    assert!(s.claim_deliveries("w3", 10, lease, at(10_000)).await?.is_empty());
+    assert!(
+        !s.complete_delivery(d.id, "w2", &attempt(AttemptOutcome::Delivered, Some(200)), at(34))
+            .await?
+    );
+    assert_eq!(db.count("webhook_attempts").await, 1);
+    Ok(())
+}
+
+async fn outbox_retry_schedule_and_attempt_log(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let a = user();
+    one_delivery(&db, a).await;
+    let lease = StdDuration::from_secs(30);
+    let d = s.claim_deliveries("w", 10, lease, at(1)).await?.remove(0);
+
+    // Attempt 1: 503, retry at +60 s.
+    assert!(
+        s.complete_delivery(d.id, "w", &attempt(AttemptOutcome::Retry { at: at(61) }, Some(503)), at(2))
+            .await?
+    );
+    let row = &s.list_deliveries(a, 0).await?[0];
+    assert_eq!(row.status, "pending");
+    assert_eq!(row.attempts, 1);
+    assert_eq!(row.next_attempt_at, at(61));
+    assert_eq!(row.last_status_code, Some(503));
+    assert_eq!(row.last_error.as_deref(), Some("HTTP 503"));
+    assert_eq!(s.delivery_counts().await?.pending, 1);
+    // Not claimable before it is due, even with no lease on it.
+    assert!(s.claim_deliveries("w", 10, lease, at(2)).await?.is_empty());
+    assert!(s.claim_deliveries("w", 10, lease, at(60)).await?.is_empty());
+    let d2 = s.claim_deliveries("w", 10, lease, at(61)).await?;
+    assert_eq!(d2.len(), 1);
+    assert_eq!(d2[0].attempts, 1, "attempts made before this one");
+
+    // Attempt 2: a connection error (no status), retry at +300 s.
+    let conn_err = AttemptRecord {
+        status_code: None,
+        error: Some("connection refused".into()),
+        duration_ms: 3,
+        outcome: AttemptOutcome::Retry { at: at(400) },
+    };
+    assert!(s.complete_delivery(d.id, "w", &conn_err, at(100)).await?);
+    let d3 = s.claim_deliveries("w", 10, lease, at(400)).await?;
+    assert_eq!(d3[0].attempts, 2);
+    // Attempt 3: gives up.
+    assert!(
+        s.complete_delivery(d.id, "w", &attempt(AttemptOutcome::Failed, Some(500)), at(401))
+            .await?
+    );
+    let row = &s.list_deliveries(a, 0).await?[0];
+    assert_eq!(row.status, "failed");
+    assert_eq!(row.attempts, 3);
+    assert_eq!(row.delivered_at, None);
+    let log: Vec<_> = row
+        .attempt_log
+        .iter()
+        .map(|x| (x.attempt, x.attempted_at, x.status_code, x.error.clone()))
+        .collect();
+    assert_eq!(
+        log,
+        vec![
+            (1, at(2), Some(503), Some("HTTP 503".to_owned())),
+            (2, at(100), None, Some("connection refused".to_owned())),
+            (3, at(401), Some(500), Some("HTTP 500".to_owned())),
+        ]
+    );
+    // Final.
+    assert!(s.claim_deliveries("w", 10, lease, at(100_000)).await?.is_empty());
+    assert_eq!(
+        s.delivery_counts().await?,
+        DeliveryCounts {
+            failed: 1,
+            ..DeliveryCounts::default()
+        }
+    );
+    Ok(())
+}
+
+async fn outbox_final_states_redeliver_and_counts(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let (a, b) = (user(), user());
+    let al = create(s, a, "three hooks", "BTCUSDT").await;
+    s.record_triggers(&[trigger(&al, hour(1), 3)], at(0)).await?;
+    let bl = create(s, b, "b's", "BTCUSDT").await;
+    s.record_triggers(&[trigger(&bl, hour(1), 1)], at(0)).await?;
+    assert_eq!(
+        s.delivery_counts().await?,
+        DeliveryCounts {
+            pending: 4,
+            ..DeliveryCounts::default()
+        }
+    );
+    let lease = StdDuration::from_secs(30);
+    // Claim limits are honoured.
+    let first = s.claim_deliveries("w", 2, lease, at(1)).await?;
+    assert_eq!(first.len(), 2);
+    let rest = s.claim_deliveries("w", 10, lease, at(1)).await?;
+    assert_eq!(rest.len(), 2);
+    let mut claimed: Vec<_> = first.into_iter().chain(rest).collect();
+    claimed.sort_by_key(|d| (d.user_id == b, d.action_index));
+    let outcomes = [
+        AttemptOutcome::Delivered,
+        AttemptOutcome::Failed,
+        AttemptOutcome::Cancelled,
+        AttemptOutcome::Delivered,
+    ];
+    for (d, o) in claimed.iter().zip(outcomes) {
+        let code = match o {
+            AttemptOutcome::Delivered => 200,
+            AttemptOutcome::Cancelled => 410,
+            _ => 500,
+        };
+        assert!(s.complete_delivery(d.id, "w", &attempt(o, Some(code)), at(2)).await?);
+    }
+    assert_eq!(
+        s.delivery_counts().await?,
+        DeliveryCounts {
+            pending: 0,
+            delivered: 2,
+            failed: 1,
+            cancelled: 1
+        }
+    );
+    // All final: nothing to claim, completions refused.
+    assert!(s.claim_deliveries("w", 10, lease, at(100_000)).await?.is_empty());
+    for d in &claimed {
+        let o = attempt(AttemptOutcome::Retry { at: at(3) }, Some(500));
+        assert!(!s.complete_delivery(d.id, "w", &o, at(3)).await?);
+    }
+
+    // Redeliver: only the owner, only a final delivery.
+    let failed = claimed[1].id;
+    assert!(!s.redeliver(b, failed, at(10)).await?, "another user's delivery");
+    assert!(!s.redeliver(a, Uuid::new_v4(), at(10)).await?);
+    assert!(s.redeliver(a, failed, at(10)).await?);
+    assert!(!s.redeliver(a, failed, at(10)).await?, "already pending");
+    let row = s
+        .list_deliveries(a, 0)
+        .await?
+        .into_iter()
+        .find(|d| d.id == failed)
+        .unwrap();
+    assert_eq!(row.status, "pending");
+    assert_eq!(row.next_attempt_at, at(10));
+    assert_eq!(row.attempt_log.len(), 1, "history is kept");
+    assert_eq!(s.delivery_counts().await?.pending, 1);
+    assert!(s.claim_deliveries("w", 10, lease, at(9)).await?.is_empty());
+    let again = s.claim_deliveries("w2", 10, lease, at(10)).await?;
+    assert_eq!(again.iter().map(|d| d.id).collect::<Vec<_>>(), vec![failed]);
+    assert_eq!(again[0].attempts, 1);
+    assert!(
+        s.complete_delivery(failed, "w2", &attempt(AttemptOutcome::Delivered, Some(200)), at(11))
+            .await?
+    );
+    let row = s
+        .list_deliveries(a, 0)
+        .await?
+        .into_iter()
+        .find(|d| d.id == failed)
+        .unwrap();
+    assert_eq!(row.status, "delivered");
+    assert_eq!(row.attempt_log.iter().map(|x| x.attempt).collect::<Vec<_>>(), vec![1, 2]);
+    // A delivered one can be redelivered too (the receiver lost it).
+    let delivered_b = claimed[3].id;
+    assert!(s.redeliver(b, delivered_b, at(12)).await?);
+
+    // Listings are scoped and newest first.
+    assert_eq!(s.list_deliveries(a, 0).await?.len(), 3);
+    assert_eq!(s.list_deliveries(b, 0).await?.len(), 1);
+    assert_eq!(s.list_deliveries(a, 2).await?.len(), 2);
+    assert!(s.list_deliveries(user(), 0).await?.is_empty());
+    Ok(())
+}
+
+async fn concurrent_claims_never_share_a_delivery(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let a = user();
+    let mut alerts = Vec::new();
+    for i in 0..50 {
+        alerts.push(create(s, a, &format!("a{i}"), "BTCUSDT").await);
+    }
+    let batch: Vec<_> = alerts.iter().map(|al| trigger(al, hour(1), 4)).collect();
+    s.record_triggers(&batch, at(0)).await?;
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let c = s
+                    .claim_deliveries(&format!("w{w}"), 7, StdDuration::from_secs(60), at(1))
+                    .await?;
+                if c.is_empty() {
+                    break;
+                }
+                got.extend(c.into_iter().map(|d| d.id));
+            }
+            Ok::<_, StoreError>(got)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let unique: HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), 200);
+    assert_eq!(unique.len(), 200);
+    Ok(())
+}
+
+// ---- notifications and trigger history ---------------------------------------------------
+
+async fn notifications_list_and_mark_read_scoped(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let (a, b) = (user(), user());
+    let al = create(s, a, "n", "BTCUSDT").await;
+    let bl = create(s, b, "n", "BTCUSDT").await;
+    for h in 0..5 {
+        s.record_triggers(&[trigger(&al, hour(h), 0)], at(h * 100)).await?;
+    }
+    let mut quiet = trigger(&al, hour(9), 0);
+    quiet.notification = None;
+    s.record_triggers(&[quiet, trigger(&bl, hour(0), 0)], at(1000)).await?;
+
+    let notes = s.list_notifications(a, 0).await?;
+    assert_eq!(notes.len(), 5, "a trigger without a notification writes none");
+    let times: Vec<_> = notes.iter().map(|n| n.created_at).collect();
+    assert_eq!(times, vec![at(400), at(300), at(200), at(100), at(0)], "newest first");
+    assert!(notes.iter().all(|n| n.alert_id == al.id && n.read_at.is_none()));
+    assert_eq!(s.list_notifications(a, 2).await?, notes[..2].to_vec());
+    let theirs = s.list_notifications(b, 0).await?;
+    assert_eq!(theirs.len(), 1);
+
+    assert!(!s.mark_notification_read(b, notes[0].id, at(2000)).await?);
+    assert!(!s.mark_notification_read(a, theirs[0].id, at(2000)).await?);
+    assert!(!s.mark_notification_read(a, Uuid::new_v4(), at(2000)).await?);
+    assert!(s.mark_notification_read(a, notes[0].id, at(2000)).await?);
+    // Marking again keeps the first read time.
+    assert!(s.mark_notification_read(a, notes[0].id, at(3000)).await?);
+    let notes = s.list_notifications(a, 0).await?;
+    assert_eq!(notes[0].read_at, Some(at(2000)));
+    assert!(notes[1..].iter().all(|n| n.read_at.is_none()));
+    assert_eq!(s.list_notifications(b, 0).await?[0].read_at, None);
+    Ok(())
+}
+
+async fn list_triggers_filters_and_pages(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let (a, b) = (user(), user());
+    let x = create(s, a, "x", "BTCUSDT").await;
+    let y = create(s, a, "y", "ETHUSDT").await;
+    let z = create(s, b, "z", "BTCUSDT").await;
+    let mut batch = Vec::new();
+    for h in 0..10 {
+        batch.push(trigger(&x, hour(h), 0));
+        batch.push(trigger(&y, hour(h), 0));
+        batch.push(trigger(&z, hour(h), 0));
+    }
+    s.record_triggers(&batch, at(0)).await?;
+
+    let all = s.list_triggers(a, &TriggerQuery::default()).await?;
+    assert_eq!(all.len(), 20);
+    assert!(all.iter().all(|t| t.user_id == a));
+    let mut sorted = all.clone();
+    sorted.sort_by_key(|t| std::cmp::Reverse((t.fired_at, t.id)));
+    assert_eq!(all, sorted, "newest first, ties by id");
+
+    let only_x = s
+        .list_triggers(
+            a,
+            &TriggerQuery {
+                alert_id: Some(x.id),
+                ..TriggerQuery::default()
+            },
+        )
+        .await?;
+    assert_eq!(only_x.len(), 10);
+    assert!(only_x.iter().all(|t| t.alert_id == x.id));
+    // Another user's alert id finds nothing.
+    let q = TriggerQuery {
+        alert_id: Some(z.id),
+        ..TriggerQuery::default()
+    };
+    assert!(s.list_triggers(a, &q).await?.is_empty());
+
+    // Time range on fired_at: [from, to).
+    let fired = |h: i64| hour(h) + Duration::hours(1);
+    let ranged = s
+        .list_triggers(
+            a,
+            &TriggerQuery {
+                from: Some(fired(3)),
+                to: Some(fired(6)),
+                ..TriggerQuery::default()
+            },
+        )
+        .await?;
+    assert_eq!(ranged.len(), 6);
+    assert!(ranged.iter().all(|t| t.fired_at >= fired(3) && t.fired_at < fired(6)));
+    let ranged = s
+        .list_triggers(
+            a,
+            &TriggerQuery {
+                alert_id: Some(y.id),
+                from: Some(fired(8)),
+                ..TriggerQuery::default()
+            },
+        )
+        .await?;
+    assert_eq!(ranged.iter().map(|t| t.bar_time).collect::<Vec<_>>(), vec![hour(9), hour(8)]);
+
+    // Paging with a `before` cursor.
+    let mut paged = Vec::new();
+    let mut before = None;
+    loop {
+        let page = s
+            .list_triggers(
+                a,
+                &TriggerQuery {
+                    before,
+                    limit: 3,
+                    ..TriggerQuery::default()
+                },
+            )
+            .await?;
+        let Some(last) = page.last() else { break };
+        before = Cursor::decode(
+            &Cursor {
+                at: last.fired_at,
+                id: last.id,
+            }
+            .encode(),
+        );
+        paged.extend(page);
+    }
+    assert_eq!(paged, all);
+    Ok(())
+}
+
+async fn migrations_are_idempotent(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let a = user();
+    let al = create(s, a, "survives", "BTCUSDT").await;
+    s.migrate().await?;
+    s.migrate().await?;
+    // A second store on the same database (migrating on connect), and a third at once.
+    let (two, three) = tokio::join!(
+        Store::connect(&db.url, StoreOptions::default()),
+        Store::connect(&db.url, StoreOptions::default())
+    );
+    let (two, three) = (two?, three?);
+    assert_eq!(two.get_alert(a, al.id).await?, Some(al.clone()));
+    assert_eq!(three.kind(), s.kind());
+    let b2 = create(&two, a, "via two", "ETHUSDT").await;
+    assert!(s.get_alert(a, b2.id).await?.is_some());
+    two.close().await;
+    three.close().await;
+    let skipped = Store::connect(
+        &db.url,
+        StoreOptions {
+            migrate: false,
+            ..StoreOptions::default()
+        },
+    )
+    .await?;
+    assert_eq!(skipped.list_alerts(a, &AlertQuery::default()).await?.len(), 2);
+    skipped.close().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn connect_refuses_unknown_urls() {
+    let err = Store::connect("mysql://localhost/x", StoreOptions::default()).await;
+    assert!(matches!(err, Err(StoreError::Config(_))), "{err:?}");
+}
+
+#[test]
+fn cursor_text_round_trips() {
+    let c = Cursor {
+        at: t0() + Duration::microseconds(1_234_567),
+        id: Uuid::new_v4(),
+    };
+    assert_eq!(Cursor::decode(&c.encode()), Some(c));
+    assert_eq!(Cursor::decode("nonsense"), None);
+    assert_eq!(Cursor::decode("12_notauuid"), None);
+}
