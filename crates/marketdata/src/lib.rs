@@ -2,7 +2,16 @@
 //!
 //! - [`candle_file`]: candle CSV files (our header format and Binance's kline files),
 //!   streamed row by row with precise errors; the basis of replay and backtests.
+//! - [`source`]: the [`Source`] trait every live source implements (a task sending
+//!   [`SourceEvent`]s), with [`replay`] (candle files as a market) and [`simulated`] (the
+//!   embedded default's seeded market) here, and each exchange in a module of its own.
 
 pub mod candle_file;
+pub mod replay;
+pub mod simulated;
+pub mod source;
 
 pub use candle_file::{CandleFileError, CandleFileFormat, CandleReader, read_candles};
+pub use replay::{Replay, ReplayConfig};
+pub use simulated::{Simulated, SimulatedConfig};
+pub use source::{Source, SourceError, SourceEvent, Wanted};
