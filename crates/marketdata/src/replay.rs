@@ -150,17 +150,14 @@ impl Replay {
             }
             let (mut first, mut last) = (None::<i64>, None::<i64>);
             let started = tokio::time::Instant::now();
-            loop {
-                // The earliest head across symbols (a k-way merge; a handful of symbols).
-                let Some(i) = tracks
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, t)| t.head.map(|c| (i, c.open_time)))
-                    .min_by_key(|(_, t)| *t)
-                    .map(|(i, _)| i)
-                else {
-                    break;
-                };
+            // The earliest head across symbols (a k-way merge; a handful of symbols).
+            while let Some(i) = tracks
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| t.head.map(|c| (i, c.open_time)))
+                .min_by_key(|(_, t)| *t)
+                .map(|(i, _)| i)
+            {
                 let Some(mut candle) = tracks[i].head else {
                     break;
                 };
