@@ -18,6 +18,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the whole system in one process: market data, the engine, trigger recording, and the
+    /// HTTP server (/healthz, /readyz, /metrics). With no configuration: SQLite in the working
+    /// directory and a simulated market, with a demo user and example alerts.
+    Serve(RunArgs),
+    /// Run the runner only (market data → engine → store), without the HTTP server.
+    Run(RunArgs),
     /// Compute indicators over a candle file and print them as CSV.
     #[command(after_long_help = indicators_help())]
     Indicators(IndicatorsArgs),
@@ -80,6 +86,66 @@ pub struct DatabaseArgs {
         default_value = "sqlite://./alert-runner.db"
     )]
     pub database_url: String,
+}
+
+/// Where market data comes from.
+#[derive(Debug, Clone, Copy, clap::ValueEnum, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A deterministic seeded market (symbols SIMBTC, SIMETH, SIMSOL), 1m bars on an
+    /// accelerated clock. Not real prices.
+    Simulated,
+    /// Candle files played back (--replay).
+    Replay,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Do not apply migrations at start.
+    #[arg(long, env = "ALERT_RUNNER_NO_MIGRATE")]
+    pub no_migrate: bool,
+    /// HTTP listen address (serve).
+    #[arg(long, env = "ALERT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// How often alert changes are picked up from the store, in milliseconds.
+    #[arg(long, env = "ALERT_RUNNER_POLL_MS", default_value_t = 1000)]
+    pub poll_ms: u64,
+    /// Active alerts per user and symbol.
+    #[arg(long, env = "ALERT_MAX_ALERTS_PER_SYMBOL", default_value_t = 200)]
+    pub max_alerts_per_symbol: u32,
+    /// Active alerts per user.
+    #[arg(long, env = "ALERT_MAX_ALERTS_PER_USER", default_value_t = 1000)]
+    pub max_alerts_per_user: u32,
+    /// Market data source.
+    #[arg(long, env = "ALERT_SOURCE", value_enum, default_value = "simulated")]
+    pub source: SourceKind,
+    /// Candle files or directories to replay (with --source replay).
+    #[arg(long, env = "ALERT_REPLAY", value_delimiter = ',')]
+    pub replay: Vec<PathBuf>,
+    /// Replay speed: data time per wall time (60 = one 1m bar per second); omitted = as fast
+    /// as possible.
+    #[arg(long, env = "ALERT_REPLAY_SPEED")]
+    pub replay_speed: Option<f64>,
+    /// Loop the replay forever (times shifted forward each round).
+    #[arg(long, env = "ALERT_REPLAY_LOOP")]
+    pub replay_loop: bool,
+    /// The timeframe of the replayed candles.
+    #[arg(long, env = "ALERT_FEED_TIMEFRAME", default_value = "1m", value_parser = parse_timeframe)]
+    pub feed: alert_core::Timeframe,
+    /// Seed of the simulated market.
+    #[arg(long, env = "ALERT_SIM_SEED", default_value_t = 42)]
+    pub seed: u64,
+    /// Simulated seconds per wall second (60 = one 1m bar per second).
+    #[arg(long, env = "ALERT_SIM_SPEED", default_value_t = 60.0)]
+    pub sim_speed: f64,
+    /// Create the demo user's example alerts on a fresh store (default: with the simulated
+    /// market).
+    #[arg(long, env = "ALERT_DEMO")]
+    pub demo: Option<bool>,
+    /// Log format: json, text, or auto (text on a terminal).
+    #[arg(long, env = "ALERT_LOG_FORMAT", default_value = "auto")]
+    pub log_format: String,
 }
 
 #[derive(Debug, Args)]

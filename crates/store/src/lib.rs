@@ -253,7 +253,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(p) => sqlite::delete_alert(p, user, id, now).await,
-            Backend::Postgres(p) => postgres::delete_alert(p, user, id).await,
+            Backend::Postgres(p) => postgres::delete_alert(p, user, id, now).await,
         }
     }
 
@@ -347,6 +347,15 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(p) => sqlite::record_triggers(p, batch, now).await,
             Backend::Postgres(p) => postgres::record_triggers(p, batch, now).await,
+        }
+    }
+
+    /// The last bar each alert fired on (`max(bar_time)` per alert): what a restarted engine
+    /// must remember so it never fires twice for one (alert, bar).
+    pub async fn last_fired_bars(&self) -> Result<Vec<(Uuid, DateTime<Utc>)>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::last_fired_bars(p).await,
+            Backend::Postgres(p) => postgres::last_fired_bars(p).await,
         }
     }
 

@@ -4,8 +4,12 @@ mod backtest;
 mod bench;
 mod indicators;
 mod migrate;
+mod serve;
 
 pub use backtest::parse_time;
+
+/// The embedded default's demo user.
+pub const DEMO_USER: uuid::Uuid = uuid::Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0001);
 
 use crate::cli::{Cli, Command};
 
@@ -15,6 +19,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::Backtest(args) => backtest::run(&args),
         Command::Migrate(args) => migrate::run(&args),
+        Command::Serve(args) => serve::run(&args, true),
+        Command::Run(args) => serve::run(&args, false),
     }
 }
 

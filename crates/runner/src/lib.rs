@@ -1,0 +1,463 @@
+//! The live runner: market data in, triggers out.
+//!
+//! [`Runner`] loads the active alerts from the store (streamed), restores what the engine must
+//! remember (the last bar each alert fired on), tells the market data source which symbols it
+//! needs and how much history, then loops: candle updates go through the engine, the triggers
+//! they produce are recorded in the store in one batch (trigger, notification and webhook
+//! outbox rows in one transaction, at most once per (alert, bar)), and the store's change feed
+//! is polled every `poll` so created, changed, paused and deleted alerts reach the engine.
+
+mod convert;
+mod metrics_names;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use alert_core::{BarTime, Symbol, Timeframe};
+use alert_engine::{AlertDefinition, AlertId, Engine, EngineConfig, EngineState, Event, Series};
+use alert_marketdata::{SourceEvent, Wanted};
+use alert_store::{AlertRow, AlertStatus, Store, StoreError};
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use convert::trigger_to_record;
+pub use metrics_names::*;
+
+/// Runner settings.
+#[derive(Clone, Debug)]
+pub struct RunnerConfig {
+    /// How often the store's change feed is polled (`ALERT_RUNNER_POLL_MS`).
+    pub poll: Duration,
+    /// The timeframe the market data source sends.
+    pub feed: Timeframe,
+    /// Closed bars kept per (symbol, timeframe) for warming up new alerts.
+    pub history_bars: usize,
+    /// Most candle updates processed before recording their triggers.
+    pub max_batch: usize,
+    /// An evaluation slower than this is logged with its symbol (the seeds' 200 ms).
+    pub slow_evaluation: Duration,
+    /// Drop triggers on bars that closed before the alert was created or last changed: a new
+    /// alert does not fire on the history a live source sends for warm-up. Off for replays,
+    /// whose data is history by design.
+    pub live_only: bool,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        Self {
+            poll: Duration::from_millis(1000),
+            feed: Timeframe::M1,
+            history_bars: 500,
+            max_batch: 512,
+            slow_evaluation: Duration::from_millis(200),
+            live_only: true,
+        }
+    }
+}
+
+/// Why the runner stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the runner knows about one loaded alert.
+struct Loaded {
+    symbol: Symbol,
+    updated_at: DateTime<Utc>,
+    /// Bars closing before this are history for this alert (see `RunnerConfig::live_only`).
+    live_from: i64,
+    def: Arc<AlertDefinition>,
+}
+
+/// Shared readiness: true once every wanted symbol is warm.
+#[derive(Clone, Debug, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Relaxed);
+    }
+}
+
+/// Counts since start, for logs and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunnerStats {
+    pub candles: u64,
+    pub rejected_candles: u64,
+    pub triggers_recorded: u64,
+    pub duplicates: u64,
+}
+
+pub struct Runner {
+    store: Store,
+    engine: Engine,
+    config: RunnerConfig,
+    alerts: HashMap<Uuid, Loaded>,
+    wanted: watch::Sender<Wanted>,
+    warm: BTreeMap<Symbol, bool>,
+    watermark: DateTime<Utc>,
+    readiness: Readiness,
+    stats: RunnerStats,
+}
+
+/// The closed bars of the feed timeframe an alert needs to be warm.
+fn warmup_needed(def: &AlertDefinition, feed: Timeframe) -> usize {
+    let mut bars = 2usize;
+    for c in def.leaves() {
+        for o in c.test.operands().into_iter().chain([c.lhs]) {
+            let per_bar = (o.timeframe.duration_ms() / feed.duration_ms()).max(1) as usize;
+            let n = match o.series {
+                Series::Indicator { spec, .. } => spec.warmup_bars() + 1,
+                Series::Price(_) => 1,
+            } + c.test.history_needed();
+            bars = bars.max(n.saturating_mul(per_bar));
+        }
+    }
+    bars.min(100_000)
+}
+
+impl Runner {
+    /// Loads the active alerts and the engine state from the store.
+    pub async fn start(
+        store: Store,
+        config: RunnerConfig,
+    ) -> Result<(Self, watch::Receiver<Wanted>, Readiness), RunnerError> {
+        let (wanted, wanted_rx) = watch::channel(Wanted::new());
+        let readiness = Readiness::default();
+        let engine = Engine::new(EngineConfig {
+            feed: config.feed,
+            history_bars: config.history_bars,
+        });
+        let mut runner = Self {
+            store,
+            engine,
+            config,
+            alerts: HashMap::new(),
+            wanted,
+            warm: BTreeMap::new(),
+            watermark: DateTime::<Utc>::MIN_UTC,
+            readiness: readiness.clone(),
+            stats: RunnerStats::default(),
+        };
+        // What must survive a restart: the last bar each alert fired on.
+        let mut state = EngineState::default();
+        for (id, bar) in runner.store.last_fired_bars().await? {
+            if let Ok(id) = AlertId::new(&id.to_string()) {
+                state.alerts.insert(
+                    id,
+                    alert_engine::AlertState {
+                        last_fired_bar: Some(BarTime::from_millis(bar.timestamp_millis())),
+                        ..Default::default()
+                    },
+                );
+            }
+        }
+        runner.engine.import_state(state);
+        let started = Instant::now();
+        let mut rows = Vec::new();
+        {
+            let store = runner.store.clone();
+            let mut stream = store.stream_active_alerts();
+            while let Some(row) = stream.next().await {
+                rows.push(row?);
+                if rows.len() >= 1024 {
+                    for r in rows.drain(..) {
+                        runner.load(r);
+                    }
+                }
+            }
+        }
+        for r in rows {
+            runner.load(r);
+        }
+        runner.watermark = runner
+            .alerts
+            .values()
+            .map(|a| a.updated_at)
+            .max()
+            .unwrap_or_else(Utc::now);
+        runner.publish_wanted();
+        tracing::info!(
+            alerts = runner.alerts.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "alerts loaded"
+        );
+        Ok((runner, wanted_rx, readiness))
+    }
+
+    /// Parses and registers one stored alert; a bad one is logged and skipped.
+    fn load(&mut self, row: AlertRow) {
+        let id = row.id;
+        self.unload(id);
+        if row.status != AlertStatus::Active {
+            return;
+        }
+        let def = match alert_engine::parse::parse_alert(&row.definition) {
+            Ok(mut def) => {
+                def.id = AlertId::new(&id.to_string()).ok();
+                def.user_id = Some(row.user_id.to_string());
+                def
+            }
+            Err(e) => {
+                tracing::warn!(alert = %id, error = %e, "stored alert does not parse; skipped");
+                metrics::counter!(ERRORS, "kind" => "bad_alert").increment(1);
+                return;
+            }
+        };
+        let Ok(engine_id) = AlertId::new(&id.to_string()) else {
+            return;
+        };
+        let symbol = def.symbol;
+        let def = Arc::new(def);
+        match self.engine.upsert(engine_id, Arc::clone(&def)) {
+            Ok(()) => {
+                let live_from = row.updated_at.timestamp_millis();
+                self.alerts.insert(
+                    id,
+                    Loaded {
+                        symbol,
+                        updated_at: row.updated_at,
+                        live_from,
+                        def,
+                    },
+                );
+            }
+            Err(e) => {
+                tracing::warn!(alert = %id, error = %e, "alert refused by the engine; skipped");
+                metrics::counter!(ERRORS, "kind" => "bad_alert").increment(1);
+            }
+        }
+    }
+
+    fn unload(&mut self, id: Uuid) {
+        if self.alerts.remove(&id).is_some()
+            && let Ok(engine_id) = AlertId::new(&id.to_string())
+        {
+            self.engine.remove(&engine_id);
+        }
+    }
+
+    /// Tells the source which symbols are needed, with how much history.
+    fn publish_wanted(&mut self) {
+        let mut wanted = Wanted::new();
+        for a in self.alerts.values() {
+            let need =
+                warmup_needed(&a.def, self.config.feed).max(self.config.history_bars.min(1_000));
+            let entry = wanted.entry(a.symbol).or_insert(0);
+            *entry = (*entry).max(need);
+        }
+        metrics::gauge!(ALERTS_ACTIVE).set(self.alerts.len() as f64);
+        for s in wanted.keys() {
+            self.warm.entry(*s).or_insert(false);
+        }
+        self.readiness.set(
+            wanted
+                .keys()
+                .all(|s| self.warm.get(s).copied().unwrap_or(false)),
+        );
+        self.wanted.send_if_modified(|current| {
+            if *current == wanted {
+                false
+            } else {
+                *current = wanted;
+                true
+            }
+        });
+    }
+
+    /// Applies the store's changes since the last poll.
+    pub async fn poll_changes(&mut self) -> Result<usize, RunnerError> {
+        let changes = self
+            .store
+            .alert_changes(self.watermark, Duration::from_secs(5))
+            .await?;
+        let mut applied = 0;
+        for row in changes.changed {
+            let fresh = self
+                .alerts
+                .get(&row.id)
+                .is_none_or(|a| a.updated_at != row.updated_at);
+            let inactive_known =
+                row.status != AlertStatus::Active && self.alerts.contains_key(&row.id);
+            if fresh || inactive_known {
+                applied += 1;
+                self.load(row);
+            }
+        }
+        for id in changes.deleted {
+            if self.alerts.contains_key(&id) {
+                applied += 1;
+                self.unload(id);
+            }
+        }
+        if let Some(w) = changes.watermark {
+            self.watermark = self.watermark.max(w);
+        }
+        if applied > 0 {
+            self.publish_wanted();
+            tracing::debug!(applied, "alert changes applied");
+        }
+        Ok(applied)
+    }
+
+    pub fn stats(&self) -> RunnerStats {
+        self.stats
+    }
+
+    pub fn alert_count(&self) -> usize {
+        self.alerts.len()
+    }
+
+    /// Runs until `cancel` (then drains what was received and records it) or until the source
+    /// ends.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<SourceEvent>,
+        cancel: CancellationToken,
+    ) -> Result<RunnerStats, RunnerError> {
+        let mut poll = tokio::time::interval(self.config.poll);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch = Vec::with_capacity(self.config.max_batch);
+        loop {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                received = events.recv_many(&mut batch, self.config.max_batch) => {
+                    if received == 0 {
+                        break; // the source ended
+                    }
+                    self.process(&mut batch).await?;
+                }
+                _ = poll.tick() => {
+                    if let Err(e) = self.poll_changes().await {
+                        tracing::error!(error = %e, "polling alert changes failed; retrying next tick");
+                        metrics::counter!(ERRORS, "kind" => "store").increment(1);
+                    }
+                }
+            }
+        }
+        // Shutdown: evaluate what was already received and record it.
+        events.close();
+        while events.recv_many(&mut batch, self.config.max_batch).await > 0 {
+            self.process(&mut batch).await?;
+        }
+        tracing::info!(?self.stats, "runner stopped");
+        Ok(self.stats)
+    }
+
+    /// Feeds a batch of source events through the engine and records the triggers.
+    async fn process(&mut self, batch: &mut Vec<SourceEvent>) -> Result<(), RunnerError> {
+        let mut fired = Vec::new();
+        let mut expired = Vec::new();
+        let mut out = Vec::new();
+        for event in batch.drain(..) {
+            match event {
+                SourceEvent::Candle { symbol, update } => {
+                    let t = Instant::now();
+                    match self.engine.on_candle(symbol, &update, &mut out) {
+                        Ok(()) => {
+                            self.stats.candles += 1;
+                            metrics::counter!(CANDLES).increment(1);
+                        }
+                        Err(e) => {
+                            self.stats.rejected_candles += 1;
+                            metrics::counter!(CANDLES_REJECTED).increment(1);
+                            tracing::debug!(%symbol, error = %e, "candle rejected");
+                        }
+                    }
+                    let spent = t.elapsed();
+                    metrics::histogram!(EVALUATION_SECONDS).record(spent.as_secs_f64());
+                    if spent > self.config.slow_evaluation {
+                        tracing::warn!(%symbol, elapsed_ms = spent.as_millis() as u64, "slow evaluation");
+                    }
+                    if update.closed {
+                        let close = update
+                            .candle
+                            .open_time
+                            .plus_millis(self.config.feed.duration_ms())
+                            .millis();
+                        let lag = Utc::now().timestamp_millis() - close;
+                        metrics::gauge!(DATA_LAG_SECONDS).set(lag as f64 / 1000.0);
+                    }
+                    for e in out.drain(..) {
+                        match e {
+                            Event::Triggered(t) if self.is_history(&t) => {
+                                tracing::debug!(alert = %t.alert_id, bar_time = %t.bar_time, "fired on warm-up history; not recorded");
+                            }
+                            Event::Triggered(t) => fired.push(t),
+                            Event::Expired { alert_id, .. } => expired.push(alert_id),
+                        }
+                    }
+                }
+                SourceEvent::Warm { symbol } => {
+                    self.warm.insert(symbol, true);
+                    let ready = self.engine_wanted_all_warm();
+                    self.readiness.set(ready);
+                }
+                SourceEvent::Reconnected => metrics::counter!(RECONNECTS).increment(1),
+            }
+        }
+        if !fired.is_empty() {
+            let now = Utc::now();
+            let records: Vec<_> = fired
+                .iter()
+                .filter_map(|t| trigger_to_record(t, now))
+                .collect();
+            let results = self.store.record_triggers(&records, now).await?;
+            for (t, r) in fired.iter().zip(&results) {
+                match r {
+                    alert_store::Recorded::New { trigger_id } => {
+                        self.stats.triggers_recorded += 1;
+                        metrics::counter!(TRIGGERS).increment(1);
+                        let message = t.render_message(t.fired_at).unwrap_or_default();
+                        tracing::info!(
+                            alert = %t.alert_id, name = %t.definition.name, symbol = %t.symbol,
+                            bar_time = %t.bar_time.to_rfc3339(), trigger = %trigger_id, %message,
+                            "alert fired"
+                        );
+                    }
+                    alert_store::Recorded::Skipped => {
+                        tracing::debug!(alert = %t.alert_id, "alert no longer stored; trigger dropped");
+                    }
+                    alert_store::Recorded::Duplicate => {
+                        self.stats.duplicates += 1;
+                        tracing::debug!(alert = %t.alert_id, bar_time = %t.bar_time, "trigger already recorded");
+                    }
+                }
+            }
+        }
+        for id in expired {
+            if let Ok(uuid) = Uuid::parse_str(id.as_str()) {
+                self.store.expire_alert(uuid, Utc::now()).await?;
+                self.unload(uuid);
+            }
+        }
+        Ok(())
+    }
+
+    fn is_history(&self, t: &alert_engine::Trigger) -> bool {
+        self.config.live_only
+            && Uuid::parse_str(t.alert_id.as_str())
+                .ok()
+                .and_then(|id| self.alerts.get(&id))
+                .is_some_and(|a| t.fired_at.millis() < a.live_from)
+    }
+
+    fn engine_wanted_all_warm(&self) -> bool {
+        self.wanted
+            .borrow()
+            .keys()
+            .all(|s| self.warm.get(s).copied().unwrap_or(false))
+    }
+}
