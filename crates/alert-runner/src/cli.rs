@@ -30,6 +30,9 @@ pub enum Command {
     /// Replay alerts over a candle file and print one JSON line per trigger.
     #[command(after_long_help = BACKTEST_HELP)]
     Backtest(BacktestArgs),
+    /// Manage stored alerts from the command line (import a JSON array for a user, list them).
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
     /// Apply the database migrations (they are also applied at start unless turned off).
     Migrate(DatabaseArgs),
     /// Benchmark the engine on a deterministic synthetic market (1m candles, in memory) and
@@ -86,6 +89,28 @@ pub struct DatabaseArgs {
         default_value = "sqlite://./alert-runner.db"
     )]
     pub database_url: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// Store every alert of a JSON array (the alert JSON) for a user; each is validated first
+    /// and nothing is stored if any is invalid.
+    Import {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// The owner (a uuid, as Supabase's `auth.users.id`).
+        #[arg(long)]
+        user: uuid::Uuid,
+        /// The JSON array file.
+        file: PathBuf,
+    },
+    /// List a user's alerts as JSON lines.
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[arg(long)]
+        user: uuid::Uuid,
+    },
 }
 
 /// Where market data comes from.

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod alerts;
 mod backtest;
 mod bench;
 mod indicators;
@@ -19,6 +20,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::Backtest(args) => backtest::run(&args),
         Command::Migrate(args) => migrate::run(&args),
+        Command::Alerts(cmd) => alerts::run(&cmd),
         Command::Serve(args) => serve::run(&args, true),
         Command::Run(args) => serve::run(&args, false),
     }
