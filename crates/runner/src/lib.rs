@@ -329,10 +329,31 @@ impl Runner {
         let mut poll = tokio::time::interval(self.config.poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Vec::with_capacity(self.config.max_batch);
+        // PostgreSQL tells us of changes at once; SQLite is polled only.
+        let mut notified = match self.store.listen_alert_changes().await {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "LISTEN for alert changes failed; polling only");
+                None
+            }
+        };
         loop {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
+                note = async {
+                    match notified.as_mut() {
+                        Some(stream) => stream.next().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if note.is_none() {
+                        tracing::warn!("alert change notifications lost; polling only");
+                        notified = None;
+                    } else if let Err(e) = self.poll_changes().await {
+                        tracing::error!(error = %e, "reading alert changes failed");
+                    }
+                }
                 received = events.recv_many(&mut batch, self.config.max_batch) => {
                     if received == 0 {
                         break; // the source ended

@@ -11,8 +11,10 @@
 //! Migrations are embedded and idempotent ([`Store::migrate`]). A trigger is recorded with its
 //! notification and webhook outbox rows in one transaction, at most once per (alert, bar).
 
+pub mod bench;
 mod error;
 mod model;
+mod notify;
 mod postgres;
 mod sqlite;
 
@@ -25,6 +27,7 @@ use uuid::Uuid;
 
 pub use error::StoreError;
 pub use model::*;
+pub use notify::ALERT_CHANNEL;
 
 /// Limits on active alerts, checked when an alert is created or resumed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

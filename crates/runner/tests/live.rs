@@ -1,0 +1,172 @@
+//! The runner against a real store: alerts created while it runs reach the engine (by polling
+//! on SQLite, at once through LISTEN/NOTIFY on PostgreSQL), fire on the next candles, are
+//! recorded once; deleted alerts stop.
+
+use std::time::Duration;
+
+use alert_core::{BarTime, Candle, CandleUpdate, Symbol, Timeframe};
+use alert_marketdata::SourceEvent;
+use alert_runtime::{Runner, RunnerConfig};
+use alert_store::{AlertStatus, NewAlert, Store, StoreOptions, TriggerQuery};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const USER: uuid::Uuid = uuid::Uuid::from_u128(42);
+
+fn candle(minute: i64, close: f64) -> SourceEvent {
+    let Ok(symbol) = Symbol::new("BTCUSDT") else {
+        panic!("symbol")
+    };
+    SourceEvent::Candle {
+        symbol,
+        update: CandleUpdate {
+            candle: Candle {
+                open_time: BarTime::from_millis(1_704_067_200_000 + minute * 60_000),
+                open: close,
+                high: close + 1.0,
+                low: close - 1.0,
+                close,
+                volume: 10.0,
+            },
+            closed: true,
+        },
+    }
+}
+
+fn alert(threshold: f64) -> NewAlert {
+    let json = serde_json::json!({
+        "name": format!("above {threshold}"), "symbol": "BTCUSDT", "base_timeframe": "1m",
+        "conditions": [{"id": "p", "type": "price", "operator": ">", "compareValue": threshold}],
+        "action": {"type": "notify"}
+    });
+    let Ok(symbol) = Symbol::new("BTCUSDT") else {
+        panic!("symbol")
+    };
+    NewAlert {
+        name: format!("above {threshold}"),
+        symbol,
+        base_timeframe: Timeframe::M1,
+        definition: json,
+        status: AlertStatus::Active,
+    }
+}
+
+async fn triggers(store: &Store) -> usize {
+    store
+        .list_triggers(
+            USER,
+            &TriggerQuery {
+                limit: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+        .map(|t| t.len())
+        .unwrap_or(0)
+}
+
+async fn wait_for(store: &Store, n: usize) -> bool {
+    for _ in 0..100 {
+        if triggers(store).await >= n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+async fn scenario(store: Store, poll: Duration) {
+    let (runner, _wanted, _ready) = match Runner::start(
+        store.clone(),
+        RunnerConfig {
+            poll,
+            live_only: false,
+            ..RunnerConfig::default()
+        },
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => panic!("start: {e}"),
+    };
+    let (tx, rx) = mpsc::channel(64);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(runner.run(rx, cancel.clone()));
+    let _ = tx.send(candle(0, 100.0)).await;
+
+    // Created while running: picked up, then fires on the next candle.
+    let Ok(row) = store
+        .create_alert(USER, &alert(50.0), chrono::Utc::now())
+        .await
+    else {
+        panic!("create")
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let _ = tx.send(candle(1, 100.0)).await;
+    assert!(wait_for(&store, 1).await, "the new alert fired");
+    // The same bar again (a replay): recorded once.
+    let _ = tx.send(candle(1, 100.0)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(triggers(&store).await, 1);
+
+    // Deleted: no more triggers.
+    assert!(
+        store
+            .delete_alert(USER, row.id, chrono::Utc::now())
+            .await
+            .is_ok_and(|d| d)
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let _ = tx.send(candle(2, 100.0)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        triggers(&store).await,
+        0,
+        "deleting the alert removed its triggers and it fires no more"
+    );
+
+    cancel.cancel();
+    let stats = task.await.ok().and_then(Result::ok).unwrap_or_default();
+    assert!(stats.candles >= 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_changes_are_polled() {
+    let path = std::env::temp_dir().join(format!("ar-live-{}.db", uuid::Uuid::new_v4()));
+    let url = format!("sqlite://{}", path.display());
+    let Ok(store) = Store::connect(&url, StoreOptions::default()).await else {
+        panic!("open")
+    };
+    scenario(store.clone(), Duration::from_millis(100)).await;
+    store.close().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_changes_arrive_by_notify() {
+    let admin = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let db = format!("ar_live_{}", uuid::Uuid::new_v4().simple());
+    let Ok(pool) = sqlx::PgPool::connect(&admin).await else {
+        panic!("PostgreSQL at {admin}")
+    };
+    let create = format!("CREATE DATABASE {db}");
+    assert!(
+        sqlx::query(sqlx::AssertSqlSafe(create))
+            .execute(&pool)
+            .await
+            .is_ok()
+    );
+    let (base, _) = admin.rsplit_once('/').unwrap_or((admin.as_str(), ""));
+    let url = format!("{base}/{db}");
+    let Ok(store) = Store::connect(&url, StoreOptions::default()).await else {
+        panic!("open {url}")
+    };
+    // A poll interval far longer than the test: only NOTIFY can deliver the changes in time.
+    scenario(store.clone(), Duration::from_secs(600)).await;
+    store.close().await;
+    let drop = format!("DROP DATABASE {db} WITH (FORCE)");
+    let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&pool).await;
+}
