@@ -121,6 +121,9 @@ pub enum SourceKind {
     Simulated,
     /// Candle files played back (--replay).
     Replay,
+    /// Binance spot: REST kline backfill, then WebSocket kline streams for the symbols the
+    /// active alerts need.
+    Binance,
 }
 
 #[derive(Debug, Args)]
@@ -155,9 +158,23 @@ pub struct RunArgs {
     /// Loop the replay forever (times shifted forward each round).
     #[arg(long, env = "ALERT_REPLAY_LOOP")]
     pub replay_loop: bool,
-    /// The timeframe of the replayed candles.
+    /// The timeframe of the candles fed (replay files, or the Binance kline interval).
     #[arg(long, env = "ALERT_FEED_TIMEFRAME", default_value = "1m", value_parser = parse_timeframe)]
     pub feed: alert_core::Timeframe,
+    /// Binance REST base URL.
+    #[arg(
+        long,
+        env = "ALERT_BINANCE_REST_URL",
+        default_value = "https://api.binance.com"
+    )]
+    pub binance_rest_url: String,
+    /// Binance WebSocket base URL.
+    #[arg(
+        long,
+        env = "ALERT_BINANCE_WS_URL",
+        default_value = "wss://stream.binance.com:9443"
+    )]
+    pub binance_ws_url: String,
     /// Seed of the simulated market.
     #[arg(long, env = "ALERT_SIM_SEED", default_value_t = 42)]
     pub seed: u64,

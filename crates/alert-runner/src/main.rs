@@ -10,6 +10,8 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // reqwest links rustls' aws-lc-rs provider and sqlx links ring: pick one before any TLS.
+    alert_marketdata::binance::install_crypto_provider();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

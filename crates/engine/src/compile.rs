@@ -273,7 +273,7 @@ pub(crate) struct CompiledAlert {
     pub any: bool,
     pub debounce_ms: i64,
     pub expires_at: Option<BarTime>,
-    pub leaves: SmallVec<[Leaf; 2]>,
+    pub leaves: SmallVec<[Leaf; 1]>,
     /// Set only when the root group has nested groups.
     pub tree: Option<Box<Node>>,
     pub base_tf: Timeframe,

@@ -4,13 +4,16 @@
 //!   streamed row by row with precise errors; the basis of replay and backtests.
 //! - [`source`]: the [`Source`] trait every live source implements (a task sending
 //!   [`SourceEvent`]s), with [`replay`] (candle files as a market) and [`simulated`] (the
-//!   embedded default's seeded market) here, and each exchange in a module of its own.
+//!   embedded default's seeded market) here, and each exchange in a module of its own:
+//!   [`binance`] (REST backfill + WebSocket kline streams).
 
+pub mod binance;
 pub mod candle_file;
 pub mod replay;
 pub mod simulated;
 pub mod source;
 
+pub use binance::{Binance, BinanceConfig};
 pub use candle_file::{CandleFileError, CandleFileFormat, CandleReader, read_candles};
 pub use replay::{Replay, ReplayConfig};
 pub use simulated::{Simulated, SimulatedConfig};

@@ -62,6 +62,16 @@ fn source(args: &RunArgs) -> anyhow::Result<Box<dyn Source>> {
             tracing::info!(symbols = ?replay.symbols(), "market data: replay");
             Box::new(replay)
         }
+        SourceKind::Binance => {
+            let config = alert_marketdata::BinanceConfig {
+                rest_url: args.binance_rest_url.clone(),
+                ws_url: args.binance_ws_url.clone(),
+                interval: args.feed,
+                ..alert_marketdata::BinanceConfig::default()
+            };
+            tracing::info!(rest = %config.rest_url, ws = %config.ws_url, interval = %config.interval, "market data: binance");
+            Box::new(alert_marketdata::Binance::new(config))
+        }
     })
 }
 
