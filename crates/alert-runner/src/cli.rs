@@ -33,6 +33,10 @@ pub enum Command {
     /// Manage stored alerts from the command line (import a JSON array for a user, list them).
     #[command(subcommand)]
     Alerts(AlertsCommand),
+    /// Benchmark the store on a scratch database next to --database-url (created and removed):
+    /// record 10,000 triggers of one bar close, load 1,000,000 alerts, claim and complete 10,000
+    /// deliveries. Prints one JSON object.
+    BenchStore(BenchStoreArgs),
     /// Apply the database migrations (they are also applied at start unless turned off).
     Migrate(DatabaseArgs),
     /// Benchmark the engine on a deterministic synthetic market (1m candles, in memory) and
@@ -188,6 +192,21 @@ pub struct RunArgs {
     /// Log format: json, text, or auto (text on a terminal).
     #[arg(long, env = "ALERT_LOG_FORMAT", default_value = "auto")]
     pub log_format: String,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchStoreArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Triggers recorded for one bar close.
+    #[arg(long, default_value_t = 10_000)]
+    pub triggers: u32,
+    /// Active alerts loaded at start.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub alerts: u32,
+    /// Deliveries claimed and completed.
+    #[arg(long, default_value_t = 10_000)]
+    pub deliveries: u32,
 }
 
 #[derive(Debug, Args)]

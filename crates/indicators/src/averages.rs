@@ -65,12 +65,12 @@ impl Sma {
 impl Indicator for Sma {
     type Output = f64;
 
-    #[inline]
+    #[inline(always)]
     fn update(&mut self, bar: &Candle) -> Option<f64> {
         self.core.update(bar.price(self.source))
     }
 
-    #[inline]
+    #[inline(always)]
     fn peek(&self, bar: &Candle) -> Option<f64> {
         self.core.peek(bar.price(self.source))
     }
@@ -91,6 +91,7 @@ impl Indicator for Sma {
 pub struct EmaCore {
     n: usize,
     k: f64,
+    /// Inputs committed, counted up to `n`.
     seen: usize,
     /// Sum of the inputs while seeding, then the last EMA value.
     acc: f64,
@@ -129,10 +130,19 @@ impl EmaCore {
 
     #[inline]
     pub fn update(&mut self, x: f64) -> Option<f64> {
-        let out = self.next(x);
-        self.acc = out.unwrap_or(self.acc + x);
-        self.seen = self.seen.saturating_add(1);
-        out
+        // The steady state first, with nothing but the EMA step on the `acc` recurrence
+        // (`seen` stops counting once it reaches `n`; only `seen >= n` is ever asked).
+        if self.seen >= self.n {
+            self.acc = crate::math::mul_add(x - self.acc, self.k, self.acc);
+            return Some(self.acc);
+        }
+        self.seen += 1;
+        self.acc += x;
+        if self.seen < self.n {
+            return None;
+        }
+        self.acc /= self.n as f64;
+        Some(self.acc)
     }
 
     /// The last committed EMA value, once there is one.
@@ -172,12 +182,12 @@ impl Ema {
 impl Indicator for Ema {
     type Output = f64;
 
-    #[inline]
+    #[inline(always)]
     fn update(&mut self, bar: &Candle) -> Option<f64> {
         self.core.update(bar.price(self.source))
     }
 
-    #[inline]
+    #[inline(always)]
     fn peek(&self, bar: &Candle) -> Option<f64> {
         self.core.peek(bar.price(self.source))
     }
@@ -271,7 +281,7 @@ impl Wma {
         } else {
             // Both sums recomputed from the window, oldest first, weights 1..n; the tail's
             // part is ready from the previous commit.
-            let (tail_sub, tail_total) = self.anchor.unwrap_or_else(|| self.tail_sums());
+            let (tail_sub, tail_total) = self.anchor.unwrap_or_else(|| tail_sums(&self.tail));
             let sub = tail_sub + x;
             let total = tail_total + self.weight * x;
             WmaStep {
@@ -282,22 +292,28 @@ impl Wma {
             }
         }
     }
+}
 
-    /// The plain and the weighted (1..n−1) sums of the committed tail, oldest first.
-    fn tail_sums(&self) -> (f64, f64) {
-        self.tail
-            .iter()
-            .enumerate()
-            .fold((0.0, 0.0), |(sub, total), (i, v)| {
-                (sub + v, total + (i + 1) as f64 * v)
-            })
-    }
+/// The plain and the weighted (1..n−1) sums of a WMA's committed tail, oldest first. Once
+/// per 8n values. Given the ring rather than the indicator, and inlined: an out-of-line call
+/// in a caller's loop would make the compiler keep the running sums in memory (every float
+/// register is caller-saved).
+#[inline]
+fn tail_sums(tail: &Ring) -> (f64, f64) {
+    let (older, newer) = tail.as_slices();
+    older
+        .iter()
+        .chain(newer)
+        .enumerate()
+        .fold((0.0, 0.0), |(sub, total), (i, &v)| {
+            (sub + v, total + (i + 1) as f64 * v)
+        })
 }
 
 impl Indicator for Wma {
     type Output = f64;
 
-    #[inline]
+    #[inline(always)]
     fn update(&mut self, bar: &Candle) -> Option<f64> {
         let x = bar.price(self.source);
         if self.n == 1 {
@@ -315,11 +331,11 @@ impl Indicator for Wma {
         self.sum = step.sum;
         self.countdown = step.countdown;
         self.trailing = self.tail.push(x).unwrap_or(0.0);
-        self.anchor = (self.countdown == 1).then(|| self.tail_sums());
+        self.anchor = (self.countdown == 1).then(|| tail_sums(&self.tail));
         Some(step.value)
     }
 
-    #[inline]
+    #[inline(always)]
     fn peek(&self, bar: &Candle) -> Option<f64> {
         let x = bar.price(self.source);
         if self.n == 1 {
@@ -352,6 +368,7 @@ impl Indicator for Wma {
 struct FusedEma {
     n: usize,
     k: f64,
+    /// Inputs committed, counted up to `n`.
     seen: usize,
     /// Sum of the inputs while seeding, then the last EMA value.
     acc: f64,
@@ -380,10 +397,18 @@ impl FusedEma {
 
     #[inline]
     fn update(&mut self, x: f64) -> Option<f64> {
-        let out = self.peek(x);
-        self.acc = out.unwrap_or(self.acc + x);
-        self.seen = self.seen.saturating_add(1);
-        out
+        // As `EmaCore::update`: the steady state first, `seen` stopping at `n`.
+        if self.seen >= self.n {
+            self.acc = crate::math::mul_add(x - self.acc, self.k, self.acc);
+            return Some(self.acc);
+        }
+        self.seen += 1;
+        self.acc += x;
+        if self.seen < self.n {
+            return None;
+        }
+        self.acc /= self.n as f64;
+        Some(self.acc)
     }
 
     fn reset(&mut self) {
@@ -459,7 +484,7 @@ impl Macd {
 impl Indicator for Macd {
     type Output = MacdValue;
 
-    #[inline]
+    #[inline(always)]
     fn update(&mut self, bar: &Candle) -> Option<MacdValue> {
         let x = bar.price(self.source);
         let fast = if self.feeds_fast() {
@@ -481,7 +506,7 @@ impl Indicator for Macd {
         })
     }
 
-    #[inline]
+    #[inline(always)]
     fn peek(&self, bar: &Candle) -> Option<MacdValue> {
         let x = bar.price(self.source);
         if !self.feeds_fast() {

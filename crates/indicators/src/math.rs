@@ -99,9 +99,9 @@ impl Ring {
         self.buf.get(slot).copied()
     }
 
-    /// The values as two slices, oldest first.
+    /// The values as two slices, oldest first (like `VecDeque::as_slices`).
     #[inline]
-    fn halves(&self) -> (&[f64], &[f64]) {
+    pub fn as_slices(&self) -> (&[f64], &[f64]) {
         if self.is_full() {
             let (newer, older) = self.buf.split_at(self.next);
             (older, newer)
@@ -112,12 +112,21 @@ impl Ring {
 
     /// Values oldest to newest.
     pub fn iter(&self) -> impl Iterator<Item = f64> + '_ {
-        let (older, newer) = self.halves();
+        let (older, newer) = self.as_slices();
         older.iter().chain(newer).copied()
     }
 
     pub fn clear(&mut self) {
         self.len = 0;
+        self.next = 0;
+    }
+
+    /// Fills the ring to capacity with `x`: the state after `clear` and `capacity` pushes
+    /// of `x`.
+    #[inline]
+    pub fn fill(&mut self, x: f64) {
+        self.buf.fill(x);
+        self.len = self.buf.len();
         self.next = 0;
     }
 }
@@ -213,6 +222,16 @@ impl RollingSum {
         self.fresh = 0.0;
         self.until_anchor = self.tail.capacity();
     }
+
+    /// Forgets every value and commits n − 1 zeros: ready, with a sum of exactly 0 — the
+    /// state after `clear` and n − 1 pushes of 0.0, without the pushes.
+    #[inline]
+    pub fn zero(&mut self) {
+        self.tail.fill(0.0);
+        self.partial = 0.0;
+        self.fresh = 0.0;
+        self.until_anchor = self.tail.capacity();
+    }
 }
 
 /// Which extreme a [`WindowExtreme`] tracks.
@@ -288,19 +307,21 @@ impl<const L: usize> BlockMax<L> {
         self.running = Self::lanes_max(self.running, x);
         self.k += 1;
         if self.k == self.block.len() {
-            self.complete_block();
+            // The current block is full: its suffix maxima summarise it from now on.
+            Self::suffix_maxima(&self.block, &mut self.suffix);
+            self.running = Self::NONE;
+            self.k = 0;
         }
     }
 
-    /// The current block is full: its suffix maxima summarise it from now on.
-    fn complete_block(&mut self) {
+    /// `suffix[i]` = max of `block[i..]`. Given the slices only (not `self`), so that the
+    /// rest of the state can stay in registers around this once-per-block pass.
+    fn suffix_maxima(block: &[[f64; L]], suffix: &mut [[f64; L]]) {
         let mut acc = Self::NONE;
-        for (s, v) in self.suffix.iter_mut().zip(self.block.iter()).rev() {
+        for (s, v) in suffix.iter_mut().zip(block).rev() {
             acc = Self::lanes_max(*v, acc);
             *s = acc;
         }
-        self.running = Self::NONE;
-        self.k = 0;
     }
 
     fn clear(&mut self) {
@@ -444,6 +465,71 @@ mod tests {
                     let direct: f64 = xs[i + 1 - n..=i].iter().sum();
                     prop_assert!((got - direct).abs() <= 1e-6, "{} vs {}", got, direct);
                 }
+            }
+        }
+
+        #[test]
+        fn ring_matches_a_deque(xs in prop::collection::vec(-1e6f64..1e6, 0..200), cap in 0usize..20, clear_at in 0usize..200) {
+            let mut r = Ring::new(cap);
+            let mut model = std::collections::VecDeque::new();
+            for (i, &x) in xs.iter().enumerate() {
+                if i == clear_at {
+                    r.clear();
+                    model.clear();
+                }
+                let left = if cap == 0 {
+                    Some(x)
+                } else {
+                    model.push_back(x);
+                    (model.len() > cap).then(|| model.pop_front()).flatten()
+                };
+                prop_assert_eq!(r.push(x), left);
+                prop_assert_eq!(r.len(), model.len());
+                prop_assert_eq!(r.is_full(), model.len() == cap);
+                prop_assert_eq!(r.oldest(), model.front().copied());
+                prop_assert_eq!(r.iter().collect::<Vec<_>>(), model.iter().copied().collect::<Vec<_>>());
+                for k in 0..=cap {
+                    prop_assert_eq!(r.newest(k), model.iter().rev().nth(k).copied());
+                }
+            }
+        }
+
+        #[test]
+        fn rolling_sum_zero_is_n_minus_1_zero_pushes(xs in prop::collection::vec(-1e6f64..1e6, 0..100), ys in prop::collection::vec(-1e6f64..1e6, 0..100), n in 1usize..30) {
+            let mut a = RollingSum::new(n);
+            let mut b = RollingSum::new(n);
+            for &x in &xs {
+                a.push(x);
+                b.push(x);
+            }
+            a.zero();
+            b.clear();
+            for _ in 1..n {
+                b.push(0.0);
+            }
+            prop_assert_eq!(a.is_ready(), b.is_ready());
+            for &y in &ys {
+                prop_assert_eq!(a.sum_with(y).to_bits(), b.sum_with(y).to_bits());
+                prop_assert_eq!(a.push(y).to_bits(), b.push(y).to_bits());
+            }
+        }
+
+        #[test]
+        fn window_range_matches_direct(bars in prop::collection::vec((-1e3f64..1e3, 0.0f64..10.0), 1..300), n in 1usize..40, clear_at in 0usize..300) {
+            let mut w = WindowRange::new(n);
+            let mut from = 0;
+            for (i, &(mid, half)) in bars.iter().enumerate() {
+                if i == clear_at {
+                    w.clear();
+                    from = i;
+                }
+                let (high, low) = (mid + half, mid - half);
+                let start = from.max((i + 1).saturating_sub(n));
+                let window = &bars[start..=i];
+                let max = window.iter().map(|&(m, h)| m + h).fold(f64::MIN, f64::max);
+                let min = window.iter().map(|&(m, h)| m - h).fold(f64::MAX, f64::min);
+                prop_assert_eq!(w.range_with(high, low), (max, min));
+                prop_assert_eq!(w.push(high, low), (max, min));
             }
         }
 

@@ -62,7 +62,7 @@ fn typical_price(bar: &Candle) -> f64 {
 /// Wilder's running averages of gains and losses, as TA-Lib's `TA_RSI` keeps them.
 #[derive(Clone, Copy, Debug, Default)]
 struct RsiState {
-    /// Inputs seen (saturating); the first only sets `prev`.
+    /// Inputs seen, counted up to n + 1; the first only sets `prev`.
     seen: usize,
     prev: f64,
     /// Sum of gains while seeding, then the average gain.
@@ -72,40 +72,55 @@ struct RsiState {
 }
 
 impl RsiState {
-    /// Advances by one input; the RSI once `n` changes have been seen.
+    /// Advances by one input; the RSI once `n` changes have been seen. `n_less_1` is
+    /// `(n − 1) as f64` and `inv_n` is `1/n`.
     #[inline]
-    fn advance(&mut self, x: f64, n: usize, inv_n: f64) -> Option<f64> {
-        if self.seen == 0 {
+    fn advance(&mut self, x: f64, n: usize, n_less_1: f64, inv_n: f64) -> Option<f64> {
+        let change = x - self.prev;
+        // TA-Lib: `if change < 0 { loss -= change } else { gain += change }`. Done without a
+        // branch (the sign of a price change is a coin flip a predictor cannot learn): each
+        // sum adds `max(±change, 0)`, computed off its dependency chain, the other sum's step
+        // being +0.0. Bit for bit the same: `loss − change` is exactly `loss + (−change)`,
+        // and adding ±0.0 leaves both sums unchanged because neither is ever −0.0 (they
+        // start at +0.0 and only grow by non-negative steps and scalings).
+        let loss_step = if -change > 0.0 { -change } else { 0.0 };
+        let gain_step = if change > 0.0 { change } else { 0.0 };
+        if self.seen > n {
+            // The steady state (change number `seen` > n; `seen` stops counting here), with
+            // nothing but Wilder's step on the two recurrences. TA-Lib 0.8.1 scales by a
+            // hoisted 1/n (not `/= n`): measured bit for bit.
             self.prev = x;
+            self.loss = (self.loss * n_less_1 + loss_step) * inv_n;
+            self.gain = (self.gain * n_less_1 + gain_step) * inv_n;
+            return Some(Self::index(self.gain, self.loss));
+        }
+        self.prev = x;
+        if self.seen == 0 {
             self.seen = 1;
             return None;
         }
-        // This input brings change number `seen` (1-based).
+        // This input brings change number `seen` (1-based), at most n: seeding sums.
         let change_no = self.seen;
-        self.seen = self.seen.saturating_add(1);
-        let change = x - self.prev;
-        self.prev = x;
-        if change_no > n {
-            self.loss *= (n - 1) as f64;
-            self.gain *= (n - 1) as f64;
-        }
-        if change < 0.0 {
-            self.loss -= change;
-        } else {
-            self.gain += change;
-        }
+        self.seen += 1;
+        self.loss += loss_step;
+        self.gain += gain_step;
         if change_no < n {
             return None;
         }
-        // TA-Lib 0.8.1 scales by a hoisted 1/n (not `/= n`): measured bit for bit.
         self.loss *= inv_n;
         self.gain *= inv_n;
-        let total = self.gain + self.loss;
-        Some(if total > 0.0 {
-            100.0 * (self.gain / total)
+        Some(Self::index(self.gain, self.loss))
+    }
+
+    /// `100 · gain / (gain + loss)`, 0 for a flat series.
+    #[inline(always)]
+    fn index(gain: f64, loss: f64) -> f64 {
+        let total = gain + loss;
+        if total > 0.0 {
+            100.0 * (gain / total)
         } else {
             0.0
-        })
+        }
     }
 }
 
@@ -119,6 +134,8 @@ impl RsiState {
 #[derive(Clone, Debug)]
 pub struct Rsi {
     n: usize,
+    /// `(n − 1) as f64`, Wilder's weight of the previous average.
+    n_less_1: f64,
     inv_n: f64,
     source: PriceSource,
     state: RsiState,
@@ -130,6 +147,7 @@ impl Rsi {
         let n = check_period("period", period, 2)?;
         Ok(Self {
             n,
+            n_less_1: (n - 1) as f64,
             inv_n: 1.0 / n as f64,
             source,
             state: RsiState::default(),
@@ -140,16 +158,16 @@ impl Rsi {
 impl Indicator for Rsi {
     type Output = f64;
 
-    #[inline]
+    #[inline(always)]
     fn update(&mut self, bar: &Candle) -> Option<f64> {
         self.state
-            .advance(bar.price(self.source), self.n, self.inv_n)
+            .advance(bar.price(self.source), self.n, self.n_less_1, self.inv_n)
     }
 
-    #[inline]
+    #[inline(always)]
     fn peek(&self, bar: &Candle) -> Option<f64> {
         let mut state = self.state;
-        state.advance(bar.price(self.source), self.n, self.inv_n)
+        state.advance(bar.price(self.source), self.n, self.n_less_1, self.inv_n)
     }
 
     fn lookback(&self) -> usize {
@@ -181,7 +199,7 @@ impl HighLowWindow {
     }
 
     /// (highest, lowest) of the window ending with `bar`, once it holds `n` bars.
-    #[inline]
+    #[inline(always)]
     fn peek(&self, bar: &Candle) -> Option<(f64, f64)> {
         (self.seen + 1 >= self.n).then(|| self.range.range_with(bar.high, bar.low))
     }
@@ -263,7 +281,7 @@ impl Stoch {
 impl Indicator for Stoch {
     type Output = StochValue;
 
-    #[inline]
+    #[inline(always)]
     fn update(&mut self, bar: &Candle) -> Option<StochValue> {
         let (highest, lowest) = self.window.push(bar)?;
         let k = self.slow_k.update(fast_k(bar.close, highest, lowest))?;
@@ -271,7 +289,7 @@ impl Indicator for Stoch {
         Some(StochValue { k, d })
     }
 
-    #[inline]
+    #[inline(always)]
     fn peek(&self, bar: &Candle) -> Option<StochValue> {
         let (highest, lowest) = self.window.peek(bar)?;
         let k = self.slow_k.peek(fast_k(bar.close, highest, lowest))?;
@@ -312,13 +330,13 @@ impl Willr {
 impl Indicator for Willr {
     type Output = f64;
 
-    #[inline]
+    #[inline(always)]
     fn update(&mut self, bar: &Candle) -> Option<f64> {
         let (highest, lowest) = self.window.push(bar)?;
         Some(williams_r(bar.close, highest, lowest))
     }
 
-    #[inline]
+    #[inline(always)]
     fn peek(&self, bar: &Candle) -> Option<f64> {
         let (highest, lowest) = self.window.peek(bar)?;
         Some(williams_r(bar.close, highest, lowest))
@@ -355,34 +373,35 @@ impl Roc {
         })
     }
 
-    #[inline]
-    fn value_with(&self, x: f64) -> Option<f64> {
-        if !self.past.is_full() {
-            return None;
-        }
-        let then = self.past.oldest()?;
-        Some(if then != 0.0 {
+    /// TA-Lib's ROC of `x` against the value `n` bars before it.
+    #[inline(always)]
+    fn roc(x: f64, then: f64) -> f64 {
+        if then != 0.0 {
             ((x / then) - 1.0) * 100.0
         } else {
             0.0
-        })
+        }
     }
 }
 
 impl Indicator for Roc {
     type Output = f64;
 
-    #[inline]
+    #[inline(always)]
     fn update(&mut self, bar: &Candle) -> Option<f64> {
         let x = bar.price(self.source);
-        let out = self.value_with(x);
-        self.past.push(x);
-        out
+        // Once full, the value leaving the ring is the one `n` bars before `x`.
+        let then = self.past.push(x)?;
+        Some(Self::roc(x, then))
     }
 
-    #[inline]
+    #[inline(always)]
     fn peek(&self, bar: &Candle) -> Option<f64> {
-        self.value_with(bar.price(self.source))
+        if !self.past.is_full() {
+            return None;
+        }
+        let then = self.past.oldest()?;
+        Some(Self::roc(bar.price(self.source), then))
     }
 
     fn lookback(&self) -> usize {
@@ -408,11 +427,22 @@ impl Indicator for Roc {
 /// mean moves). The window is kept in TA-Lib's circular buffer layout (the bar with index
 /// `i` since the start in slot `i mod n`) and summed slot by slot as TA-Lib does, because
 /// the order of that sum decides the last bits of the mean, and `tp − mean` can cancel
-/// enough to make those bits visible.
+/// enough to make those bits visible. The part of that sum before the new bar's slot is the
+/// same from bar to bar (as the slot index advances, it only gains the slot just written),
+/// so it is kept as a running prefix — the same additions in the same order — and each bar
+/// adds only the slots after its own: about n/2 additions for the mean instead of n, plus
+/// the n of the deviation, which depends on the new mean.
 #[derive(Clone, Debug)]
 pub struct Cci {
-    slots: Vec<f64>,
-    seen: u64,
+    slots: Box<[f64]>,
+    /// The slot of the next bar (TA-Lib's circular index).
+    next: usize,
+    /// Whether a next bar completes a window (n − 1 bars committed).
+    ready: bool,
+    /// `slots[..next]` summed left to right from 0.0: the first part of the next window's
+    /// sum, in TA-Lib's order. Kept as the slots fill (one add per bar) and reset to 0.0
+    /// when the index wraps, so each bar adds only the slots after its own.
+    prefix: f64,
 }
 
 impl Cci {
@@ -420,8 +450,10 @@ impl Cci {
     pub fn new(period: usize) -> Result<Self, SettingError> {
         let n = check_period("period", period, 2)?;
         Ok(Self {
-            slots: vec![0.0; n],
-            seen: 0,
+            slots: vec![0.0; n].into_boxed_slice(),
+            next: 0,
+            ready: false,
+            prefix: 0.0,
         })
     }
 
@@ -429,55 +461,63 @@ impl Cci {
         self.slots.len()
     }
 
-    /// The slot of the next bar.
+    /// The CCI of the window whose newest typical price is `tp` (in the next slot).
     #[inline]
-    fn next_slot(&self) -> usize {
-        (self.seen % self.n() as u64) as usize
-    }
-
-    /// The CCI of the window whose newest typical price is `tp`.
     fn value_with(&self, tp: f64) -> Option<f64> {
-        let n = self.n();
-        if self.seen + 1 < n as u64 {
+        if !self.ready {
             return None;
         }
-        let slot = self.next_slot();
-        let window = || {
-            self.slots
-                .iter()
-                .enumerate()
-                .map(move |(j, &v)| if j == slot { tp } else { v })
-        };
-        let mean = window().fold(0.0, |acc, v| acc + v) / n as f64;
-        let deviation = window().fold(0.0, |acc, v| acc + (v - mean).abs()) / n as f64;
-        let distance = tp - mean;
-        let scale = mean.abs();
-        Some(
-            if !is_zero_scaled(distance, scale) && !is_zero_scaled(deviation, scale) {
-                distance / (0.015 * deviation)
-            } else {
-                0.0
-            },
-        )
+        let before = self.slots.get(..self.next).unwrap_or_default();
+        let after = self.slots.get(self.next + 1..).unwrap_or_default();
+        let n = self.n() as f64;
+        // Σ slots in slot order, the next slot holding `tp`: the prefix is that sum so far.
+        let mean = after.iter().fold(self.prefix + tp, |acc, v| acc + v) / n;
+        // Σ |slot − mean| in slot order.
+        let deviation = after.iter().fold(
+            before.iter().fold(0.0, |acc, v| acc + (v - mean).abs()) + (tp - mean).abs(),
+            |acc, v| acc + (v - mean).abs(),
+        ) / n;
+        Some(cci(tp, mean, deviation))
+    }
+}
+
+/// TA-Lib's CCI from the newest typical price, the window mean and the mean deviation.
+#[inline(always)]
+fn cci(tp: f64, mean: f64, deviation: f64) -> f64 {
+    let distance = tp - mean;
+    let scale = mean.abs();
+    // Both tests without a short-circuit branch, and the quotient computed either way: a
+    // select, not a jump, on the bar's result.
+    let value = distance / (0.015 * deviation);
+    if !is_zero_scaled(distance, scale) & !is_zero_scaled(deviation, scale) {
+        value
+    } else {
+        0.0
     }
 }
 
 impl Indicator for Cci {
     type Output = f64;
 
-    #[inline]
+    #[inline(always)]
     fn update(&mut self, bar: &Candle) -> Option<f64> {
         let tp = typical_price(bar);
         let out = self.value_with(tp);
-        let slot = self.next_slot();
-        if let Some(s) = self.slots.get_mut(slot) {
+        if let Some(s) = self.slots.get_mut(self.next) {
             *s = tp;
         }
-        self.seen = self.seen.saturating_add(1);
+        self.prefix += tp;
+        self.next += 1;
+        if self.next == self.slots.len() {
+            self.next = 0;
+            self.prefix = 0.0;
+        }
+        // n − 1 bars committed once the index reaches the last slot (or wraps, for n = 2).
+        self.ready = self.ready || self.next + 1 == self.slots.len();
         out
     }
 
-    #[inline]
+    #[inline(always)]
     fn peek(&self, bar: &Candle) -> Option<f64> {
         self.value_with(typical_price(bar))
     }
@@ -488,7 +528,9 @@ impl Indicator for Cci {
 
     fn reset(&mut self) {
         self.slots.fill(0.0);
-        self.seen = 0;
+        self.next = 0;
+        self.ready = false;
+        self.prefix = 0.0;
     }
 }
 
@@ -548,11 +590,11 @@ impl Mfi {
         } else {
             tp * volume
         };
-        let (positive, negative) = if change < 0.0 {
-            (0.0, money)
-        } else {
-            (money, 0.0)
-        };
+        // `(0.0, money)` when falling, else `(money, 0.0)`: each written as "value if compare
+        // else 0.0", the form compiled to a compare mask and an `and` rather than a branch on
+        // a coin flip (`change` is finite, so `>= 0.0` is exactly `!(< 0.0)`).
+        let positive = if change >= 0.0 { money } else { 0.0 };
+        let negative = if change < 0.0 { money } else { 0.0 };
         let null_run = if money == 0.0 {
             (self.null_run + 1).min(self.n)
         } else {
@@ -584,20 +626,17 @@ impl Mfi {
     }
 
     /// Empties both sums and refills them with n − 1 zero flows: an exact 0 with a full tail.
+    #[inline]
     fn zero_sums(&mut self) {
-        for sum in [&mut self.positive, &mut self.negative] {
-            sum.clear();
-            for _ in 1..self.n {
-                sum.push(0.0);
-            }
-        }
+        self.positive.zero();
+        self.negative.zero();
     }
 }
 
 impl Indicator for Mfi {
     type Output = f64;
 
-    #[inline]
+    #[inline(always)]
     fn update(&mut self, bar: &Candle) -> Option<f64> {
         let tp = typical_price(bar);
         if self.seen == 0 {
@@ -628,7 +667,7 @@ impl Indicator for Mfi {
         ready.then_some(out)
     }
 
-    #[inline]
+    #[inline(always)]
     fn peek(&self, bar: &Candle) -> Option<f64> {
         if self.seen == 0 || !self.positive.is_ready() {
             return None;
@@ -688,6 +727,7 @@ struct DmState {
 }
 
 impl DmState {
+    #[inline]
     fn advance(&mut self, bar: &Candle, n: usize) -> Option<AdxValue> {
         let i = self.seen;
         self.seen = self.seen.saturating_add(1);
@@ -703,13 +743,14 @@ impl DmState {
         self.prev_high = bar.high;
         self.prev_low = bar.low;
         self.prev_close = bar.close;
-        // Only the larger move counts, and only if it is a move outward.
-        let minus_dm1 = if diff_minus > 0.0 && diff_plus < diff_minus {
+        // Only the larger move counts, and only if it is a move outward. (`&`, not `&&`: both
+        // tests are cheap, and a short-circuit would be a branch on the bar's direction.)
+        let minus_dm1 = if (diff_minus > 0.0) & (diff_plus < diff_minus) {
             diff_minus
         } else {
             0.0
         };
-        let plus_dm1 = if diff_plus > 0.0 && diff_plus > diff_minus {
+        let plus_dm1 = if (diff_plus > 0.0) & (diff_plus > diff_minus) {
             diff_plus
         } else {
             0.0
@@ -789,12 +830,12 @@ impl Adx {
 impl Indicator for Adx {
     type Output = AdxValue;
 
-    #[inline]
+    #[inline(always)]
     fn update(&mut self, bar: &Candle) -> Option<AdxValue> {
         self.state.advance(bar, self.n)
     }
 
-    #[inline]
+    #[inline(always)]
     fn peek(&self, bar: &Candle) -> Option<AdxValue> {
         let mut state = self.state;
         state.advance(bar, self.n)

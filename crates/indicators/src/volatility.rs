@@ -9,9 +9,18 @@ use crate::{Indicator, SettingError, StdDevMultiplier, check_period};
 /// `|prev_close − high|` and `|prev_close − low|` (TA-Lib's `TRANGE`).
 #[inline]
 fn true_range(bar: &Candle, prev_close: f64) -> f64 {
-    (bar.high - bar.low)
-        .max((prev_close - bar.high).abs())
-        .max((prev_close - bar.low).abs())
+    // TA-Lib's `if (v > greatest) greatest = v` steps: one `maxsd` each, where `f64::max`
+    // adds NaN handling (bars are checked finite, so the results are the same).
+    let mut range = bar.high - bar.low;
+    let up = (prev_close - bar.high).abs();
+    if up > range {
+        range = up;
+    }
+    let down = (prev_close - bar.low).abs();
+    if down > range {
+        range = down;
+    }
+    range
 }
 
 /// Average true range, as TA-Lib's `ATR`: Wilder's smoothing of the true range.
@@ -29,7 +38,7 @@ pub struct Atr {
     /// `1 − a`: the weight of the new true range.
     b: f64,
     prev_close: Option<f64>,
-    /// True ranges committed (saturating).
+    /// True ranges committed, counted up to `n`.
     ranges: usize,
     /// Sum of the true ranges while seeding, then the last ATR value.
     acc: f64,
@@ -68,17 +77,26 @@ impl Atr {
 impl Indicator for Atr {
     type Output = f64;
 
-    #[inline]
+    #[inline(always)]
     fn update(&mut self, bar: &Candle) -> Option<f64> {
-        let next = self.next(bar);
-        self.prev_close = Some(bar.close);
-        let (tr, atr) = next?;
-        self.acc = atr.unwrap_or(self.acc + tr);
-        self.ranges = self.ranges.saturating_add(1);
-        atr
+        let prev_close = self.prev_close.replace(bar.close)?;
+        let tr = true_range(bar, prev_close);
+        // The steady state first, with nothing but Wilder's step on the `acc` recurrence
+        // (`ranges` stops counting once it reaches `n`; only `ranges >= n` matters then).
+        if self.ranges >= self.n {
+            self.acc = crate::math::mul_add(self.acc, self.a, tr * self.b);
+            return Some(self.acc);
+        }
+        self.ranges += 1;
+        self.acc += tr;
+        if self.ranges < self.n {
+            return None;
+        }
+        self.acc /= self.n as f64;
+        Some(self.acc)
     }
 
-    #[inline]
+    #[inline(always)]
     fn peek(&self, bar: &Candle) -> Option<f64> {
         self.next(bar).and_then(|(_, atr)| atr)
     }
@@ -124,6 +142,14 @@ struct Shifted {
     countdown: usize,
 }
 
+/// One step of [`ShiftedStdDev`].
+enum DevStep {
+    /// The standard deviation and the sums after the value.
+    Done(f64, Shifted),
+    /// The sums must be recomputed from the window (whose oldest value is given).
+    Reanchor { oldest: f64 },
+}
+
 /// The population standard deviation of an n-value window (n ≥ 2) in TA-Lib 0.8.1's exact
 /// arithmetic (the inline `STDDEV` of `BBANDS` with an SMA middle band). The window's last
 /// n − 1 committed values live in a [`RollingSum`]'s tail, shared with the middle band.
@@ -154,6 +180,7 @@ impl ShiftedStdDev {
     }
 
     /// Adds a warm-up value (`tail` holds the values before it).
+    #[inline]
     fn warm_up(&mut self, tail: &Ring, x: f64) {
         if tail.is_empty() {
             self.sums.shift = x;
@@ -164,8 +191,10 @@ impl ShiftedStdDev {
     }
 
     /// The standard deviation of the window `tail` + `x` (tail holds the last n − 1 values)
-    /// and the sums after `x` is committed.
-    fn eval(&self, tail: &Ring, x: f64) -> (f64, Shifted) {
+    /// and the sums after `x` is committed — or, when the sums must be re-anchored, the
+    /// oldest value, for [`reanchored`].
+    #[inline]
+    fn step(&self, tail: &Ring, x: f64) -> DevStep {
         let Shifted {
             shift,
             s1,
@@ -186,51 +215,88 @@ impl ShiftedStdDev {
         let reanchor = inv * s2 * STDDEV_CANCELLATION > var
             || od2 > s2 * STDDEV_DOMINANT_LEAVER
             || countdown == 0;
-        if !reanchor {
-            let sd = if var == 0.0 { 0.0 } else { var.sqrt() };
-            let next = Shifted {
-                shift,
-                s1: s1 - od,
-                s2,
-                countdown,
-            };
-            return (sd, next);
+        if reanchor {
+            return DevStep::Reanchor { oldest };
         }
-        self.reanchored(tail, x, oldest)
-    }
-
-    /// Recomputes the sums from the window `tail` + `x` around its mean.
-    fn reanchored(&self, tail: &Ring, x: f64, oldest: f64) -> (f64, Shifted) {
-        let inv = self.inv;
-        let window = || tail.iter().chain(std::iter::once(x));
-        let shift = window().fold(0.0, |acc, v| acc + v) * inv;
-        let (mut s1, mut s2) = (0.0, 0.0);
-        for v in window() {
-            let d = v - shift;
-            s1 += d;
-            s2 += d * d;
-        }
-        let m = inv * s1;
-        let mean_sq = inv * s2;
-        let var = mean_sq - m * m;
-        let sd = if mean_sq * STDDEV_ZERO > var || var == 0.0 {
-            0.0
-        } else {
-            var.sqrt()
-        };
-        let od = oldest - shift;
+        let sd = if var == 0.0 { 0.0 } else { var.sqrt() };
         let next = Shifted {
             shift,
             s1: s1 - od,
-            s2: s2 - od * od,
-            countdown: STDDEV_REANCHOR_EVERY * self.n,
+            s2,
+            countdown,
         };
-        (sd, next)
+        DevStep::Done(sd, next)
+    }
+
+    /// The standard deviation of the window `tail` + `x`.
+    #[inline]
+    fn peek(&self, tail: &Ring, x: f64) -> f64 {
+        match self.step(tail, x) {
+            DevStep::Done(sd, _) => sd,
+            DevStep::Reanchor { oldest } => {
+                reanchored(tail.as_slices(), x, oldest, self.inv, self.n).0
+            }
+        }
+    }
+
+    /// The standard deviation of the window `tail` + `x`, committing `x`. Each path stores
+    /// its own sums: merging the two results first would pass them through memory.
+    #[inline]
+    fn commit(&mut self, tail: &Ring, x: f64) -> f64 {
+        match self.step(tail, x) {
+            DevStep::Done(sd, next) => {
+                self.sums = next;
+                sd
+            }
+            DevStep::Reanchor { oldest } => {
+                let (sd, next) = reanchored(tail.as_slices(), x, oldest, self.inv, self.n);
+                self.sums = next;
+                sd
+            }
+        }
     }
 
     fn reset(&mut self) {
         self.sums = Self::fresh(self.n);
     }
+}
+
+/// Recomputes the shifted sums from the window (`tail`, oldest first, then `x`) around its
+/// mean. Rare (cancellation, or every 32n values). Given the window as slices rather than the
+/// indicator, and inlined: an out-of-line call anywhere in a caller's loop would make the
+/// compiler keep the running sums in memory (every float register is caller-saved).
+#[inline]
+fn reanchored(
+    (older, newer): (&[f64], &[f64]),
+    x: f64,
+    oldest: f64,
+    inv: f64,
+    n: usize,
+) -> (f64, Shifted) {
+    let window = || older.iter().chain(newer).copied().chain(std::iter::once(x));
+    let shift = window().fold(0.0, |acc, v| acc + v) * inv;
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for v in window() {
+        let d = v - shift;
+        s1 += d;
+        s2 += d * d;
+    }
+    let m = inv * s1;
+    let mean_sq = inv * s2;
+    let var = mean_sq - m * m;
+    let sd = if mean_sq * STDDEV_ZERO > var || var == 0.0 {
+        0.0
+    } else {
+        var.sqrt()
+    };
+    let od = oldest - shift;
+    let next = Shifted {
+        shift,
+        s1: s1 - od,
+        s2: s2 - od * od,
+        countdown: STDDEV_REANCHOR_EVERY * n,
+    };
+    (sd, next)
 }
 
 /// Bollinger Bands of a bar's `source`, as TA-Lib's `BBANDS` with an SMA middle band
@@ -269,41 +335,43 @@ impl Bbands {
         })
     }
 
+    /// The bands around `middle` for a standard deviation `sd`.
     #[inline]
-    fn bands(&self, x: f64) -> Option<(BandsValue, Shifted)> {
-        if !self.sum.is_ready() {
-            return None;
-        }
-        let middle = self.sum.sum_with(x) / self.n as f64;
-        let (sd, sums) = self.dev.eval(self.sum.tail(), x);
+    fn bands(&self, middle: f64, sd: f64) -> BandsValue {
         let width = sd * self.k;
-        let bands = BandsValue {
+        BandsValue {
             upper: middle + width,
             middle,
             lower: middle - width,
-        };
-        Some((bands, sums))
+        }
     }
 }
 
 impl Indicator for Bbands {
     type Output = BandsValue;
 
-    #[inline]
+    #[inline(always)]
     fn update(&mut self, bar: &Candle) -> Option<BandsValue> {
         let x = bar.price(self.source);
-        let out = self.bands(x);
-        match out {
-            Some((_, sums)) => self.dev.sums = sums,
-            None => self.dev.warm_up(self.sum.tail(), x),
+        if !self.sum.is_ready() {
+            self.dev.warm_up(self.sum.tail(), x);
+            self.sum.push(x);
+            return None;
         }
-        self.sum.push(x);
-        out.map(|(bands, _)| bands)
+        let sd = self.dev.commit(self.sum.tail(), x);
+        let middle = self.sum.push(x) / self.n as f64;
+        Some(self.bands(middle, sd))
     }
 
-    #[inline]
+    #[inline(always)]
     fn peek(&self, bar: &Candle) -> Option<BandsValue> {
-        self.bands(bar.price(self.source)).map(|(bands, _)| bands)
+        let x = bar.price(self.source);
+        if !self.sum.is_ready() {
+            return None;
+        }
+        let sd = self.dev.peek(self.sum.tail(), x);
+        let middle = self.sum.sum_with(x) / self.n as f64;
+        Some(self.bands(middle, sd))
     }
 
     fn lookback(&self) -> usize {

@@ -1,6 +1,6 @@
 //! Volume-based: OBV and VWAP.
 
-use alert_core::{Candle, PriceSource};
+use alert_core::{BarTime, Candle, PriceSource};
 
 use crate::Indicator;
 
@@ -26,13 +26,12 @@ impl Obv {
         match self.last {
             None => bar.volume,
             Some((prev_close, obv)) => {
-                if bar.close > prev_close {
-                    obv + bar.volume
-                } else if bar.close < prev_close {
-                    obv - bar.volume
-                } else {
-                    obv
-                }
+                // Both candidates are computed and one is selected, without a branch on the
+                // direction of the close (a coin flip a predictor cannot learn).
+                let up = obv + bar.volume;
+                let down = obv - bar.volume;
+                let moved = if bar.close > prev_close { up } else { down };
+                if bar.close == prev_close { obv } else { moved }
             }
         }
     }
@@ -41,14 +40,14 @@ impl Obv {
 impl Indicator for Obv {
     type Output = f64;
 
-    #[inline]
+    #[inline(always)]
     fn update(&mut self, bar: &Candle) -> Option<f64> {
         let obv = self.next(bar);
         self.last = Some((bar.close, obv));
         Some(obv)
     }
 
-    #[inline]
+    #[inline(always)]
     fn peek(&self, bar: &Candle) -> Option<f64> {
         Some(self.next(bar))
     }
@@ -70,7 +69,52 @@ impl Indicator for Obv {
 #[derive(Clone, Debug, Default)]
 pub struct Vwap {
     /// The UTC day of the last committed bar with the day's `Σ hlc3·volume` and `Σ volume`.
-    session: Option<(i64, f64, f64)>,
+    session: Option<Session>,
+}
+
+/// One UTC day's running sums.
+#[derive(Clone, Copy, Debug)]
+struct Session {
+    day: i64,
+    /// The day's first and one-past-last instant, so that a bar of the same day is known by
+    /// two compares; the day number is computed only when a bar falls outside (a new day).
+    /// An empty range when the day's bounds do not fit in an `i64`.
+    start: BarTime,
+    end: BarTime,
+    pv: f64,
+    v: f64,
+}
+
+impl Session {
+    /// A new day's session, with empty sums.
+    fn new(day: i64) -> Self {
+        let start = day.checked_mul(BarTime::MS_PER_DAY);
+        let end = start.and_then(|s| s.checked_add(BarTime::MS_PER_DAY));
+        let (start, end) = match (start, end) {
+            (Some(start), Some(end)) => (start, end),
+            _ => (i64::MAX, i64::MIN),
+        };
+        Self {
+            day,
+            start: BarTime::from_millis(start),
+            end: BarTime::from_millis(end),
+            pv: 0.0,
+            v: 0.0,
+        }
+    }
+
+    #[inline]
+    fn contains(&self, t: BarTime) -> bool {
+        (self.start <= t && t < self.end) || utc_day(t) == self.day
+    }
+}
+
+/// [`BarTime::utc_day`], computed here so that it is inlined: a call anywhere in a caller's
+/// loop (even on the once-a-day path) makes the compiler keep the running sums in memory,
+/// since every float register is caller-saved.
+#[inline(always)]
+fn utc_day(t: BarTime) -> i64 {
+    t.millis().div_euclid(BarTime::MS_PER_DAY)
 }
 
 impl Vwap {
@@ -80,35 +124,36 @@ impl Vwap {
 
     /// The session sums including `bar`.
     #[inline]
-    fn next(&self, bar: &Candle) -> (i64, f64, f64) {
-        let day = bar.open_time.utc_day();
-        let (pv, v) = match self.session {
-            Some((d, pv, v)) if d == day => (pv, v),
-            _ => (0.0, 0.0),
+    fn next(&self, bar: &Candle) -> Session {
+        let mut session = match self.session {
+            Some(s) if s.contains(bar.open_time) => s,
+            _ => Session::new(utc_day(bar.open_time)),
         };
         let price = bar.price(PriceSource::Hlc3);
-        (day, pv + price * bar.volume, v + bar.volume)
+        session.pv += price * bar.volume;
+        session.v += bar.volume;
+        session
     }
 
     #[inline]
-    fn value((_, pv, v): (i64, f64, f64)) -> Option<f64> {
-        (v != 0.0).then(|| pv / v)
+    fn value(session: &Session) -> Option<f64> {
+        (session.v != 0.0).then(|| session.pv / session.v)
     }
 }
 
 impl Indicator for Vwap {
     type Output = f64;
 
-    #[inline]
+    #[inline(always)]
     fn update(&mut self, bar: &Candle) -> Option<f64> {
         let session = self.next(bar);
         self.session = Some(session);
-        Self::value(session)
+        Self::value(&session)
     }
 
-    #[inline]
+    #[inline(always)]
     fn peek(&self, bar: &Candle) -> Option<f64> {
-        Self::value(self.next(bar))
+        Self::value(&self.next(bar))
     }
 
     fn lookback(&self) -> usize {

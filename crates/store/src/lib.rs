@@ -6,7 +6,13 @@
 //!   security on every user table as Supabase does it; user-facing calls run in a transaction
 //!   as role `authenticated` with the user's JWT claims set (as PostgREST does), so the
 //!   database itself refuses another user's rows. The runner and dispatcher use the service
-//!   path (no role switch: the connecting role owns the tables or bypasses RLS).
+//!   path (no role switch: the connecting role owns the tables, which have RLS enabled but
+//!   not forced, or bypasses RLS). The connecting role must be able to `SET ROLE
+//!   authenticated` (Supabase's `postgres` can; the migrations grant it where they may).
+//!
+//! Times: SQLite keeps milliseconds, PostgreSQL microseconds; [`Cursor`]s keep microseconds.
+//!
+//! [`bench`] measures the store on a scratch database (`alert-runner bench-store`).
 //!
 //! Migrations are embedded and idempotent ([`Store::migrate`]). A trigger is recorded with its
 //! notification and webhook outbox rows in one transaction, at most once per (alert, bar).
@@ -180,13 +186,15 @@ impl Store {
     // ---- alerts, scoped to a user -------------------------------------------------------
 
     /// Creates an alert for `user`. Refused, writing nothing, when it would exceed the limits
-    /// of active alerts.
+    /// of active alerts. Here and in every write, NUL characters (which PostgreSQL cannot
+    /// store) are replaced with U+FFFD.
     pub async fn create_alert(
         &self,
         user: Uuid,
         alert: &NewAlert,
         now: DateTime<Utc>,
     ) -> Result<AlertRow, StoreError> {
+        let alert = &*alert.without_nul();
         match &self.backend {
             Backend::Sqlite(p) => sqlite::create_alert(p, self.limits, user, alert, now).await,
             Backend::Postgres(p) => postgres::create_alert(p, self.limits, user, alert, now).await,
@@ -222,6 +230,7 @@ impl Store {
         alert: &NewAlert,
         now: DateTime<Utc>,
     ) -> Result<Option<AlertRow>, StoreError> {
+        let alert = &*alert.without_nul();
         match &self.backend {
             Backend::Sqlite(p) => sqlite::update_alert(p, self.limits, user, id, alert, now).await,
             Backend::Postgres(p) => {
@@ -246,8 +255,9 @@ impl Store {
         }
     }
 
-    /// Deletes an alert (its triggers, notifications and deliveries go with it). Returns whether
-    /// it existed and was `user`'s.
+    /// Deletes an alert (its triggers, notifications and deliveries go with it) and leaves a
+    /// tombstone at `now` for [`Store::alert_changes`]. Returns whether it existed and was
+    /// `user`'s.
     pub async fn delete_alert(
         &self,
         user: Uuid,
@@ -337,8 +347,14 @@ impl Store {
     }
 
     /// Records triggers, each with its notification and webhook outbox rows, in one
-    /// transaction. A trigger whose (alert, bar) is already recorded writes nothing and is
-    /// reported as a duplicate.
+    /// transaction; one [`Recorded`] per trigger, in order. A trigger whose (alert, bar) is
+    /// already recorded (or earlier in the batch) writes nothing and is a
+    /// [`Recorded::Duplicate`]. A trigger whose alert is deleted, no longer active (paused,
+    /// spent, expired) or not `user_id`'s writes nothing and is [`Recorded::Skipped`]: the
+    /// runner's view of that alert is stale; the rest of the batch is recorded. A `spend`
+    /// trigger makes its alert `triggered`, so a `once` alert records one trigger even when
+    /// several runners (or later triggers in the same batch) fire it. Safe to call
+    /// concurrently with overlapping batches.
     pub async fn record_triggers(
         &self,
         batch: &[NewTrigger],
@@ -347,6 +363,7 @@ impl Store {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        let batch = &*NewTrigger::batch_without_nul(batch);
         match &self.backend {
             Backend::Sqlite(p) => sqlite::record_triggers(p, batch, now).await,
             Backend::Postgres(p) => postgres::record_triggers(p, batch, now).await,
@@ -399,6 +416,7 @@ impl Store {
         attempt: &AttemptRecord,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let attempt = &*attempt.without_nul();
         match &self.backend {
             Backend::Sqlite(p) => sqlite::complete_delivery(p, id, worker, attempt, now).await,
             Backend::Postgres(p) => postgres::complete_delivery(p, id, worker, attempt, now).await,

@@ -74,15 +74,17 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    /// An opaque text form for APIs: `<epoch ms>_<uuid>`.
+    /// An opaque text form for APIs: `<epoch µs>_<uuid>`. Microseconds, because PostgreSQL
+    /// keeps them: a cursor rounded to milliseconds would sort before its own row, and a
+    /// client paging with it would get that row again, forever.
     pub fn encode(&self) -> String {
-        format!("{}_{}", self.at.timestamp_millis(), self.id)
+        format!("{}_{}", self.at.timestamp_micros(), self.id)
     }
 
     pub fn decode(s: &str) -> Option<Self> {
-        let (ms, id) = s.split_once('_')?;
+        let (us, id) = s.split_once('_')?;
         Some(Self {
-            at: from_millis(ms.parse().ok()?)?,
+            at: DateTime::from_timestamp_micros(us.parse().ok()?)?,
             id: Uuid::parse_str(id).ok()?,
         })
     }
@@ -143,10 +145,12 @@ pub enum Recorded {
     New {
         trigger_id: Uuid,
     },
-    /// This (alert, bar) was already recorded: nothing was written.
+    /// This (alert, bar) was already recorded, or is earlier in the same batch: nothing was
+    /// written.
     Duplicate,
-    /// The alert is gone (deleted), no longer active (paused, spent, expired) or not the
-    /// trigger's user's: nothing was written. The runner's view of it is stale.
+    /// The alert is gone (deleted), no longer active (paused, spent, expired), not the
+    /// trigger's user's, or was spent by an earlier trigger of the batch: nothing was written.
+    /// The runner's view of the alert is stale; the change feed will bring it up to date.
     Skipped,
 }
 
@@ -255,10 +259,230 @@ pub struct DeliveryCounts {
     pub cancelled: i64,
 }
 
+// ---- NUL characters ------------------------------------------------------------------------
+//
+// PostgreSQL refuses NUL in text ("invalid byte sequence") and `\u0000` in jsonb, so one NUL
+// in an alert's name, a snapshot, a webhook payload or an error text taken from a receiver's
+// response would fail the write: a whole batch of triggers, or a delivery's completion again
+// and again. The store replaces NUL with U+FFFD on both backends before writing.
+
+const REPLACEMENT: &str = "\u{FFFD}";
+
+fn text_has_nul(s: &str) -> bool {
+    s.contains('\0')
+}
+
+fn clean_text(s: &mut String) {
+    if text_has_nul(s) {
+        *s = s.replace('\0', REPLACEMENT);
+    }
+}
+
+fn json_has_nul(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::String(s) => text_has_nul(s),
+        serde_json::Value::Array(a) => a.iter().any(json_has_nul),
+        serde_json::Value::Object(o) => o.iter().any(|(k, v)| text_has_nul(k) || json_has_nul(v)),
+        _ => false,
+    }
+}
+
+fn clean_json(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) => clean_text(s),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(clean_json),
+        serde_json::Value::Object(o) => {
+            if o.keys().any(|k| text_has_nul(k)) {
+                let entries = std::mem::take(o);
+                for (mut k, mut v) in entries {
+                    clean_text(&mut k);
+                    clean_json(&mut v);
+                    o.insert(k, v);
+                }
+            } else {
+                o.values_mut().for_each(clean_json);
+            }
+        }
+        _ => {}
+    }
+}
+
+impl NewAlert {
+    /// `self`, with NUL characters replaced (borrowed when there are none).
+    pub(crate) fn without_nul(&self) -> std::borrow::Cow<'_, Self> {
+        if text_has_nul(&self.name) || json_has_nul(&self.definition) {
+            let mut a = self.clone();
+            clean_text(&mut a.name);
+            clean_json(&mut a.definition);
+            std::borrow::Cow::Owned(a)
+        } else {
+            std::borrow::Cow::Borrowed(self)
+        }
+    }
+}
+
+impl NewTrigger {
+    fn has_nul(&self) -> bool {
+        text_has_nul(&self.symbol)
+            || json_has_nul(&self.snapshot)
+            || self
+                .notification
+                .as_ref()
+                .is_some_and(|n| text_has_nul(&n.title) || text_has_nul(&n.body))
+            || self
+                .webhooks
+                .iter()
+                .any(|w| text_has_nul(&w.url) || text_has_nul(&w.payload))
+    }
+
+    fn clean(&mut self) {
+        clean_text(&mut self.symbol);
+        clean_json(&mut self.snapshot);
+        if let Some(n) = &mut self.notification {
+            clean_text(&mut n.title);
+            clean_text(&mut n.body);
+        }
+        for w in &mut self.webhooks {
+            clean_text(&mut w.url);
+            clean_text(&mut w.payload);
+        }
+    }
+
+    /// `batch`, with NUL characters replaced (borrowed when there are none).
+    pub(crate) fn batch_without_nul(batch: &[Self]) -> std::borrow::Cow<'_, [Self]> {
+        if batch.iter().any(Self::has_nul) {
+            let mut owned = batch.to_vec();
+            owned.iter_mut().for_each(Self::clean);
+            std::borrow::Cow::Owned(owned)
+        } else {
+            std::borrow::Cow::Borrowed(batch)
+        }
+    }
+}
+
+impl AttemptRecord {
+    /// `self`, with NUL characters replaced (borrowed when there are none).
+    pub(crate) fn without_nul(&self) -> std::borrow::Cow<'_, Self> {
+        match &self.error {
+            Some(e) if text_has_nul(e) => {
+                let mut a = self.clone();
+                if let Some(e) = &mut a.error {
+                    clean_text(e);
+                }
+                std::borrow::Cow::Owned(a)
+            }
+            _ => std::borrow::Cow::Borrowed(self),
+        }
+    }
+}
+
+/// What a backend does with each trigger of a batch, decided before it writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// Insert with this id if the alert is live (exists, active, the trigger's user's), unless
+    /// the (alert, bar) is stored already.
+    Insert(Uuid),
+    /// An earlier trigger in the batch has the same (alert, bar).
+    Duplicate,
+    /// An earlier trigger in the batch spent the alert (a `once` alert fires once).
+    Blocked,
+}
+
+/// Plans a batch: only the first of several triggers with the same (alert, bar) can be new,
+/// and a `spend` trigger ends its alert's triggers in the batch.
+pub(crate) fn plan_triggers(batch: &[NewTrigger]) -> Vec<Plan> {
+    let mut seen = std::collections::HashSet::with_capacity(batch.len());
+    let mut spent = std::collections::HashSet::new();
+    batch
+        .iter()
+        .map(|t| {
+            if !seen.insert((t.alert_id, t.bar_time)) {
+                Plan::Duplicate
+            } else if spent.contains(&t.alert_id) {
+                Plan::Blocked
+            } else {
+                if t.spend {
+                    spent.insert(t.alert_id);
+                }
+                Plan::Insert(Uuid::new_v4())
+            }
+        })
+        .collect()
+}
+
 pub(crate) fn from_millis(ms: i64) -> Option<DateTime<Utc>> {
     Utc.timestamp_millis_opt(ms).single()
 }
 
 pub(crate) fn page(limit: u32) -> i64 {
     i64::from(if limit == 0 { 100 } else { limit.min(1000) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(alert: u128, bar: i64, spend: bool) -> NewTrigger {
+        NewTrigger {
+            alert_id: Uuid::from_u128(alert),
+            user_id: Uuid::from_u128(99),
+            symbol: "BTCUSDT".into(),
+            bar_time: from_millis(bar).unwrap_or_default(),
+            fired_at: from_millis(bar).unwrap_or_default(),
+            snapshot: serde_json::Value::Null,
+            notification: None,
+            webhooks: Vec::new(),
+            spend,
+        }
+    }
+
+    #[test]
+    fn plans_duplicates_and_spent_alerts() {
+        let batch = [
+            t(1, 0, false),
+            t(1, 0, true),
+            t(2, 0, true),
+            t(2, 1, false),
+            t(2, 0, false),
+            t(1, 1, false),
+        ];
+        let plan = plan_triggers(&batch);
+        assert!(matches!(plan[0], Plan::Insert(_)));
+        assert_eq!(plan[1], Plan::Duplicate);
+        assert!(matches!(plan[2], Plan::Insert(_)));
+        assert_eq!(plan[3], Plan::Blocked);
+        assert_eq!(plan[4], Plan::Duplicate);
+        assert!(matches!(plan[5], Plan::Insert(_)));
+    }
+
+    #[test]
+    fn nul_characters_are_replaced() {
+        let mut v = serde_json::json!({"a\u{0}": ["x\u{0}", {"b": "\u{0}"}], "n": 1});
+        assert!(json_has_nul(&v));
+        clean_json(&mut v);
+        assert!(!json_has_nul(&v));
+        assert_eq!(
+            v,
+            serde_json::json!({"a\u{FFFD}": ["x\u{FFFD}", {"b": "\u{FFFD}"}], "n": 1})
+        );
+        let batch = [t(1, 0, false)];
+        assert!(matches!(
+            NewTrigger::batch_without_nul(&batch),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn cursors_keep_microseconds() {
+        let c = Cursor {
+            at: from_millis(1_700_000_000_123).unwrap_or_default()
+                + chrono::Duration::microseconds(456),
+            id: Uuid::from_u128(7),
+        };
+        assert_eq!(
+            c.encode(),
+            format!("1700000000123456_{}", Uuid::from_u128(7))
+        );
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+    }
 }

@@ -15,9 +15,17 @@ impl Store {
     /// where polling is all there is). It ends if the listening connection is lost; the caller
     /// falls back to polling and may listen again.
     pub async fn listen_alert_changes(&self) -> Result<Option<BoxStream<'static, ()>>, StoreError> {
-        let Some(pool) = self.pg_pool() else { return Ok(None) };
+        let Some(pool) = self.pg_pool() else {
+            return Ok(None);
+        };
         let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
         listener.listen(ALERT_CHANNEL).await?;
-        Ok(Some(listener.into_stream().take_while(|n| std::future::ready(n.is_ok())).map(|_| ()).boxed()))
+        Ok(Some(
+            listener
+                .into_stream()
+                .take_while(|n| std::future::ready(n.is_ok()))
+                .map(|_| ())
+                .boxed(),
+        ))
     }
 }

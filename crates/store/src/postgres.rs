@@ -3,6 +3,8 @@
 //! statement filters by the user as well. Service calls (runner, dispatcher) use the pool's
 //! own role, which owns the tables or bypasses RLS.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -10,7 +12,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use crate::model::page;
+use crate::model::{Plan, page, plan_triggers};
 use crate::{
     AlertChanges, AlertQuery, AlertRow, AlertStatus, AttemptOutcome, AttemptRecord, AttemptRow,
     Delivery, DeliveryCounts, DeliveryRow, Limits, NewAlert, NewTrigger, NotificationRow, Recorded,
@@ -159,6 +161,10 @@ pub async fn update_alert(
     now: DateTime<Utc>,
 ) -> Result<Option<AlertRow>, StoreError> {
     let mut tx = as_user(pool, user).await?;
+    // Another user's (or no) alert is `None`, never a limit error.
+    if !lock_own_alert(&mut tx, user, id).await? {
+        return Ok(None);
+    }
     if alert.status == AlertStatus::Active {
         check_limits(&mut tx, limits, user, alert.symbol.as_str(), Some(id)).await?;
     }
@@ -191,12 +197,13 @@ pub async fn set_status(
 ) -> Result<Option<AlertRow>, StoreError> {
     let mut tx = as_user(pool, user).await?;
     if status == AlertStatus::Active {
-        let symbol: Option<String> =
-            sqlx::query_scalar("SELECT symbol FROM alerts WHERE id = $1 AND user_id = $2")
-                .bind(id)
-                .bind(user)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let symbol: Option<String> = sqlx::query_scalar(
+            "SELECT symbol FROM alerts WHERE id = $1 AND user_id = $2 FOR NO KEY UPDATE",
+        )
+        .bind(id)
+        .bind(user)
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(symbol) = symbol else {
             return Ok(None);
         };
@@ -216,7 +223,27 @@ pub async fn set_status(
     Ok(updated)
 }
 
-pub async fn delete_alert(pool: &PgPool, user: Uuid, id: Uuid) -> Result<bool, StoreError> {
+/// Locks `user`'s alert `id` for the rest of the transaction; `false` if there is none.
+async fn lock_own_alert(
+    tx: &mut sqlx::PgConnection,
+    user: Uuid,
+    id: Uuid,
+) -> Result<bool, StoreError> {
+    let found: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM alerts WHERE id = $1 AND user_id = $2 FOR NO KEY UPDATE")
+            .bind(id)
+            .bind(user)
+            .fetch_optional(&mut *tx)
+            .await?;
+    Ok(found.is_some())
+}
+
+pub async fn delete_alert(
+    pool: &PgPool,
+    user: Uuid,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
     let mut tx = as_user(pool, user).await?;
     let done = sqlx::query("DELETE FROM alerts WHERE id = $1 AND user_id = $2")
         .bind(id)
@@ -225,6 +252,15 @@ pub async fn delete_alert(pool: &PgPool, user: Uuid, id: Uuid) -> Result<bool, S
         .await?
         .rows_affected()
         > 0;
+    if done {
+        // The database trigger wrote the tombstone with the database clock; the change feed
+        // compares it with `updated_at`, which is the caller's clock: use the caller's here too.
+        sqlx::query("UPDATE alert_tombstones SET deleted_at = $1 WHERE alert_id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
     Ok(done)
 }
@@ -323,47 +359,58 @@ pub async fn list_deliveries(
     limit: u32,
 ) -> Result<Vec<DeliveryRow>, StoreError> {
     let mut tx = as_user(pool, user).await?;
-    let rows = sqlx::query("SELECT * FROM webhook_deliveries WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2")
-        .bind(user)
-        .bind(page(limit))
-        .fetch_all(&mut *tx)
-        .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let id: Uuid = r.try_get("id")?;
-        let attempts = sqlx::query("SELECT * FROM webhook_attempts WHERE delivery_id = $1 AND user_id = $2 ORDER BY attempt")
-            .bind(id)
-            .bind(user)
-            .fetch_all(&mut *tx)
-            .await?;
-        out.push(DeliveryRow {
-            id,
-            trigger_id: r.try_get("trigger_id")?,
-            alert_id: r.try_get("alert_id")?,
-            url: r.try_get("url")?,
-            status: r.try_get("status")?,
-            attempts: r.try_get("attempts")?,
-            next_attempt_at: r.try_get("next_attempt_at")?,
-            last_status_code: r.try_get("last_status_code")?,
-            last_error: r.try_get("last_error")?,
-            created_at: r.try_get("created_at")?,
-            delivered_at: r.try_get("delivered_at")?,
-            attempt_log: attempts
-                .iter()
-                .map(|a| {
-                    Ok(AttemptRow {
-                        attempt: a.try_get("attempt")?,
-                        attempted_at: a.try_get("attempted_at")?,
-                        status_code: a.try_get("status_code")?,
-                        error: a.try_get("error")?,
-                        duration_ms: a.try_get("duration_ms")?,
-                    })
-                })
-                .collect::<Result<_, StoreError>>()?,
-        });
-    }
+    let rows = sqlx::query(
+        "SELECT * FROM webhook_deliveries WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
+    )
+    .bind(user)
+    .bind(page(limit))
+    .fetch_all(&mut *tx)
+    .await?;
+    let ids = rows
+        .iter()
+        .map(|r| r.try_get::<Uuid, _>("id"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let attempts = sqlx::query(
+        "SELECT * FROM webhook_attempts WHERE delivery_id = ANY($1) AND user_id = $2 \
+         ORDER BY delivery_id, attempt, id",
+    )
+    .bind(&ids)
+    .bind(user)
+    .fetch_all(&mut *tx)
+    .await?;
     tx.commit().await?;
-    Ok(out)
+    let mut log: std::collections::HashMap<Uuid, Vec<AttemptRow>> =
+        std::collections::HashMap::new();
+    for a in &attempts {
+        log.entry(a.try_get("delivery_id")?)
+            .or_default()
+            .push(AttemptRow {
+                attempt: a.try_get("attempt")?,
+                attempted_at: a.try_get("attempted_at")?,
+                status_code: a.try_get("status_code")?,
+                error: a.try_get("error")?,
+                duration_ms: a.try_get("duration_ms")?,
+            });
+    }
+    rows.iter()
+        .zip(ids)
+        .map(|(r, id)| {
+            Ok(DeliveryRow {
+                id,
+                trigger_id: r.try_get("trigger_id")?,
+                alert_id: r.try_get("alert_id")?,
+                url: r.try_get("url")?,
+                status: r.try_get("status")?,
+                attempts: r.try_get("attempts")?,
+                next_attempt_at: r.try_get("next_attempt_at")?,
+                last_status_code: r.try_get("last_status_code")?,
+                last_error: r.try_get("last_error")?,
+                created_at: r.try_get("created_at")?,
+                delivered_at: r.try_get("delivered_at")?,
+                attempt_log: log.remove(&id).unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 pub fn stream_active_alerts(pool: &PgPool) -> BoxStream<'_, Result<AlertRow, StoreError>> {
@@ -401,117 +448,163 @@ pub async fn alert_changes(pool: &PgPool, from: DateTime<Utc>) -> Result<AlertCh
     })
 }
 
+/// One statement (so one round trip, and atomic without an explicit transaction) records a
+/// batch: it locks the batch's live alerts in id order (concurrent writers of overlapping
+/// batches cannot deadlock, and while they are held nobody else records, pauses, spends or
+/// deletes them), inserts the triggers of live alerts (`ON CONFLICT DO NOTHING`: a stored
+/// (alert, bar) is a duplicate), their notifications and webhook deliveries, and counts the
+/// firings on the alerts. It returns one state per planned trigger: 0 new, 1 duplicate,
+/// 2 skipped.
+const RECORD_TRIGGERS: &str = "\
+WITH input AS (
+    SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[],
+                         $6::timestamptz[], $7::text[], $8::bool[], $9::bool[], $10::text[], $11::text[])
+        AS t(id, alert_id, user_id, symbol, bar_time, fired_at, snapshot, spend, blocked, title, body)
+),
+locked AS MATERIALIZED (
+    SELECT id, user_id FROM alerts WHERE id = ANY($2) AND status = 'active'
+    ORDER BY id FOR NO KEY UPDATE
+),
+ins AS (
+    INSERT INTO alert_triggers (id, alert_id, user_id, symbol, bar_time, fired_at, snapshot, created_at)
+    SELECT i.id, i.alert_id, i.user_id, i.symbol, i.bar_time, i.fired_at, i.snapshot::jsonb, $16
+    FROM input i JOIN locked l ON l.id = i.alert_id AND l.user_id = i.user_id
+    WHERE NOT i.blocked
+    ON CONFLICT (alert_id, bar_time) DO NOTHING
+    RETURNING id, alert_id, fired_at
+),
+notes AS (
+    INSERT INTO notifications (id, user_id, alert_id, trigger_id, title, body, created_at)
+    SELECT gen_random_uuid(), i.user_id, i.alert_id, i.id, i.title, i.body, $16
+    FROM input i JOIN ins USING (id) WHERE i.title IS NOT NULL
+),
+hooks AS (
+    INSERT INTO webhook_deliveries (id, trigger_id, alert_id, user_id, action_index, url, payload,
+                                    next_attempt_at, created_at, updated_at)
+    SELECT gen_random_uuid(), h.trigger_id, i.alert_id, i.user_id, h.action_index, h.url, h.payload, $16, $16, $16
+    FROM UNNEST($12::uuid[], $13::int[], $14::text[], $15::text[]) AS h(trigger_id, action_index, url, payload)
+    JOIN input i ON i.id = h.trigger_id JOIN ins ON ins.id = h.trigger_id
+),
+fired AS (
+    UPDATE alerts a SET fire_count = a.fire_count + x.n,
+        last_fired_at = greatest(a.last_fired_at, x.last),
+        status = CASE WHEN x.spend THEN 'triggered' ELSE a.status END,
+        updated_at = CASE WHEN x.spend THEN $16 ELSE a.updated_at END
+    FROM (SELECT ins.alert_id, count(*) AS n, max(ins.fired_at) AS last, bool_or(i.spend) AS spend
+          FROM ins JOIN input i USING (id) GROUP BY ins.alert_id) AS x
+    WHERE a.id = x.alert_id
+)
+SELECT i.id,
+    CASE WHEN ins.id IS NOT NULL THEN 0
+         WHEN l.id IS NOT NULL AND NOT i.blocked THEN 1
+         WHEN EXISTS (SELECT 1 FROM alert_triggers t WHERE t.alert_id = i.alert_id AND t.bar_time = i.bar_time) THEN 1
+         ELSE 2 END AS state
+FROM input i LEFT JOIN ins USING (id) LEFT JOIN locked l ON l.id = i.alert_id AND l.user_id = i.user_id";
+
 pub async fn record_triggers(
     pool: &PgPool,
     batch: &[NewTrigger],
     now: DateTime<Utc>,
 ) -> Result<Vec<Recorded>, StoreError> {
-    // The same (alert, bar) twice in one batch: only the first can be new.
-    let mut seen = std::collections::HashSet::with_capacity(batch.len());
-    let firsts: Vec<bool> = batch
-        .iter()
-        .map(|t| seen.insert((t.alert_id, t.bar_time)))
-        .collect();
-    let rows: Vec<(usize, &NewTrigger)> = batch
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| firsts[*i])
-        .collect();
-
-    let mut tx = pool.begin().await?;
-    let inserted = sqlx::query(
-        "WITH input AS ( \
-             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::text[], $7::int[]) \
-             AS t(alert_id, user_id, symbol, bar_time, fired_at, snapshot, ord)), \
-         ins AS ( \
-             INSERT INTO alert_triggers (alert_id, user_id, symbol, bar_time, fired_at, snapshot, created_at) \
-             SELECT alert_id, user_id, symbol, bar_time, fired_at, snapshot::jsonb, $8 FROM input \
-             ON CONFLICT (alert_id, bar_time) DO NOTHING RETURNING id, alert_id, bar_time) \
-         SELECT ins.id, input.ord FROM ins JOIN input USING (alert_id, bar_time)",
-    )
-    .bind(rows.iter().map(|(_, t)| t.alert_id).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, t)| t.user_id).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, t)| t.symbol.clone()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, t)| t.bar_time).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, t)| t.fired_at).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, t)| t.snapshot.to_string()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(i, _)| *i as i32).collect::<Vec<_>>())
-    .bind(now)
-    .fetch_all(&mut *tx)
-    .await?;
-
-    let mut out = vec![Recorded::Duplicate; batch.len()];
-    for r in &inserted {
-        let (id, ord): (Uuid, i32) = (r.try_get("id")?, r.try_get("ord")?);
-        if let Some(slot) = out.get_mut(ord as usize) {
-            *slot = Recorded::New { trigger_id: id };
+    let plan = plan_triggers(batch);
+    let mut out: Vec<Recorded> = vec![Recorded::Duplicate; batch.len()];
+    // Triggers the statement decides on, with the id each gets if it is new.
+    let mut todo: Vec<(usize, Uuid, bool)> = Vec::with_capacity(batch.len());
+    for (i, p) in plan.iter().enumerate() {
+        match p {
+            Plan::Insert(id) => todo.push((i, *id, false)),
+            Plan::Blocked => todo.push((i, Uuid::new_v4(), true)),
+            Plan::Duplicate => {}
         }
     }
-    let new: Vec<(Uuid, &NewTrigger)> = out
+    if todo.is_empty() {
+        return Ok(out);
+    }
+    let hooks: Vec<(Uuid, &crate::NewWebhook)> = todo
         .iter()
-        .zip(batch)
-        .filter_map(|(r, t)| match r {
-            Recorded::New { trigger_id } => Some((*trigger_id, t)),
-            Recorded::Duplicate | Recorded::Skipped => None,
-        })
+        .filter(|(_, _, blocked)| !blocked)
+        .flat_map(|(i, id, _)| batch[*i].webhooks.iter().map(move |w| (*id, w)))
         .collect();
-    if !new.is_empty() {
-        let notes: Vec<_> = new
-            .iter()
-            .filter_map(|(id, t)| t.notification.as_ref().map(|n| (id, t, n)))
-            .collect();
-        if !notes.is_empty() {
-            sqlx::query(
-                "INSERT INTO notifications (user_id, alert_id, trigger_id, title, body, created_at) \
-                 SELECT u, a, t, ti, b, $6 FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[]) AS x(u, a, t, ti, b)",
-            )
-            .bind(notes.iter().map(|(_, t, _)| t.user_id).collect::<Vec<_>>())
-            .bind(notes.iter().map(|(_, t, _)| t.alert_id).collect::<Vec<_>>())
-            .bind(notes.iter().map(|(id, _, _)| **id).collect::<Vec<_>>())
-            .bind(notes.iter().map(|(_, _, n)| n.title.clone()).collect::<Vec<_>>())
-            .bind(notes.iter().map(|(_, _, n)| n.body.clone()).collect::<Vec<_>>())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let hooks: Vec<_> = new
-            .iter()
-            .flat_map(|(id, t)| t.webhooks.iter().map(move |w| (id, t, w)))
-            .collect();
-        if !hooks.is_empty() {
-            sqlx::query(
-                "INSERT INTO webhook_deliveries (trigger_id, alert_id, user_id, action_index, url, payload, next_attempt_at, created_at, updated_at) \
-                 SELECT tr, a, u, ai, url, p, $7, $7, $7 \
-                 FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::int[], $5::text[], $6::text[]) AS x(tr, a, u, ai, url, p)",
-            )
-            .bind(hooks.iter().map(|(id, _, _)| **id).collect::<Vec<_>>())
-            .bind(hooks.iter().map(|(_, t, _)| t.alert_id).collect::<Vec<_>>())
-            .bind(hooks.iter().map(|(_, t, _)| t.user_id).collect::<Vec<_>>())
-            .bind(hooks.iter().map(|(_, _, w)| w.action_index).collect::<Vec<_>>())
-            .bind(hooks.iter().map(|(_, _, w)| w.url.clone()).collect::<Vec<_>>())
-            .bind(hooks.iter().map(|(_, _, w)| w.payload.clone()).collect::<Vec<_>>())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "UPDATE alerts SET fire_count = alerts.fire_count + x.n, \
-             last_fired_at = greatest(alerts.last_fired_at, x.last), \
-             status = CASE WHEN x.spend THEN 'triggered' ELSE alerts.status END, \
-             updated_at = CASE WHEN x.spend THEN $5 ELSE alerts.updated_at END \
-             FROM (SELECT a, count(*) AS n, max(f) AS last, bool_or(s) AS spend \
-                   FROM UNNEST($1::uuid[], $2::timestamptz[], $3::bool[]) AS u(a, f, s) GROUP BY a) AS x \
-             WHERE alerts.id = x.a AND $4",
+    let t = |i: &usize| &batch[*i];
+    let states: Vec<(Uuid, i32)> = sqlx::query_as(RECORD_TRIGGERS)
+        .bind(todo.iter().map(|(_, id, _)| *id).collect::<Vec<_>>())
+        .bind(
+            todo.iter()
+                .map(|(i, _, _)| t(i).alert_id)
+                .collect::<Vec<_>>(),
         )
-        .bind(new.iter().map(|(_, t)| t.alert_id).collect::<Vec<_>>())
-        .bind(new.iter().map(|(_, t)| t.fired_at).collect::<Vec<_>>())
-        .bind(new.iter().map(|(_, t)| t.spend).collect::<Vec<_>>())
-        .bind(true)
+        .bind(
+            todo.iter()
+                .map(|(i, _, _)| t(i).user_id)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            todo.iter()
+                .map(|(i, _, _)| t(i).symbol.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            todo.iter()
+                .map(|(i, _, _)| t(i).bar_time)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            todo.iter()
+                .map(|(i, _, _)| t(i).fired_at)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            todo.iter()
+                .map(|(i, _, _)| t(i).snapshot.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .bind(todo.iter().map(|(i, _, _)| t(i).spend).collect::<Vec<_>>())
+        .bind(todo.iter().map(|(_, _, b)| *b).collect::<Vec<_>>())
+        .bind(
+            todo.iter()
+                .map(|(i, _, _)| t(i).notification.as_ref().map(|n| n.title.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            todo.iter()
+                .map(|(i, _, _)| t(i).notification.as_ref().map(|n| n.body.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(hooks.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(
+            hooks
+                .iter()
+                .map(|(_, w)| w.action_index)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            hooks
+                .iter()
+                .map(|(_, w)| w.url.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            hooks
+                .iter()
+                .map(|(_, w)| w.payload.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(now)
-        .execute(&mut *tx)
+        .fetch_all(pool)
         .await?;
+    let states: HashMap<Uuid, i32> = states.into_iter().collect();
+    for (i, id, _) in &todo {
+        out[*i] = match states.get(id) {
+            Some(0) => Recorded::New { trigger_id: *id },
+            Some(1) => Recorded::Duplicate,
+            Some(2) => Recorded::Skipped,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "record_triggers: state {other:?} for trigger {id}"
+                )));
+            }
+        };
     }
-    tx.commit().await?;
     Ok(out)
 }
 
@@ -576,12 +669,16 @@ pub async fn complete_delivery(
         AttemptOutcome::Failed => ("failed", now),
         AttemptOutcome::Cancelled => ("cancelled", now),
     };
-    let mut tx = pool.begin().await?;
-    let row = sqlx::query(
-        "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, next_attempt_at = $2, \
-         last_status_code = $3, last_error = $4, leased_until = NULL, lease_owner = NULL, updated_at = $5, \
-         delivered_at = CASE WHEN $1 = 'delivered' THEN $5 ELSE delivered_at END \
-         WHERE id = $6 AND lease_owner = $7 AND status = 'pending' RETURNING attempts, user_id",
+    // One statement: the outcome and its attempt row, or (lease lost) nothing.
+    let recorded: Option<i32> = sqlx::query_scalar(
+        "WITH done AS ( \
+             UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, next_attempt_at = $2, \
+                 last_status_code = $3, last_error = $4, leased_until = NULL, lease_owner = NULL, updated_at = $5, \
+                 delivered_at = CASE WHEN $1 = 'delivered' THEN $5 ELSE delivered_at END \
+             WHERE id = $6 AND lease_owner = $7 AND status = 'pending' \
+             RETURNING id, attempts, user_id) \
+         INSERT INTO webhook_attempts (delivery_id, user_id, attempt, attempted_at, status_code, error, duration_ms) \
+         SELECT id, user_id, attempts, $5, $3, $4, $8 FROM done RETURNING attempt",
     )
     .bind(status)
     .bind(next)
@@ -590,26 +687,10 @@ pub async fn complete_delivery(
     .bind(now)
     .bind(id)
     .bind(worker)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(row) = row else { return Ok(false) };
-    let attempt: i32 = row.try_get("attempts")?;
-    let user: Uuid = row.try_get("user_id")?;
-    sqlx::query(
-        "INSERT INTO webhook_attempts (delivery_id, user_id, attempt, attempted_at, status_code, error, duration_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(id)
-    .bind(user)
-    .bind(attempt)
-    .bind(now)
-    .bind(a.status_code)
-    .bind(a.error.as_deref())
     .bind(a.duration_ms)
-    .execute(&mut *tx)
+    .fetch_optional(pool)
     .await?;
-    tx.commit().await?;
-    Ok(true)
+    Ok(recorded.is_some())
 }
 
 pub async fn redeliver(
@@ -649,4 +730,14 @@ pub async fn delivery_counts(pool: &PgPool) -> Result<DeliveryCounts, StoreError
         }
     }
     Ok(c)
+}
+
+pub async fn last_fired_bars(pool: &PgPool) -> Result<Vec<(Uuid, DateTime<Utc>)>, StoreError> {
+    let rows =
+        sqlx::query("SELECT alert_id, max(bar_time) AS bar FROM alert_triggers GROUP BY alert_id")
+            .fetch_all(pool)
+            .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("alert_id")?, r.try_get("bar")?)))
+        .collect()
 }

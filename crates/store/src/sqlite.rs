@@ -2,6 +2,8 @@
 //! security: every user-facing statement filters by `user_id`. Writes that check before they
 //! write run in `BEGIN IMMEDIATE` transactions (SQLite's single writer serialises them).
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -9,7 +11,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
-use crate::model::{from_millis, page};
+use crate::model::{Plan, from_millis, page, plan_triggers};
 use crate::{
     AlertChanges, AlertQuery, AlertRow, AlertStatus, AttemptOutcome, AttemptRecord, AttemptRow,
     Delivery, DeliveryCounts, DeliveryRow, Limits, NewAlert, NewTrigger, NotificationRow, Recorded,
@@ -57,8 +59,6 @@ fn alert_row(row: &SqliteRow) -> Result<AlertRow, StoreError> {
         fire_count: row.try_get("fire_count")?,
     })
 }
-
-const ALERT_COLUMNS: &str = "id, user_id, name, symbol, base_timeframe, definition, status, created_at, updated_at, last_fired_at, fire_count";
 
 /// Refuses (as `StoreError::Limit`) when `user` would have too many active alerts with one
 /// more on `symbol`; `except` is an alert being replaced or resumed.
@@ -177,6 +177,16 @@ pub async fn update_alert(
     now: DateTime<Utc>,
 ) -> Result<Option<AlertRow>, StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    // Another user's (or no) alert is `None`, never a limit error.
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM alerts WHERE id = ? AND user_id = ?")
+            .bind(id.to_string())
+            .bind(user.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+    if found.is_none() {
+        return Ok(None);
+    }
     if alert.status == AlertStatus::Active {
         check_limits(&mut tx, limits, user, alert.symbol.as_str(), Some(id)).await?;
     }
@@ -426,7 +436,6 @@ pub async fn alert_changes(
         let at = time(r, "deleted_at")?;
         watermark = Some(watermark.map_or(at, |w| w.max(at)));
     }
-    let _ = ALERT_COLUMNS;
     Ok(AlertChanges {
         changed,
         deleted,
@@ -440,9 +449,48 @@ pub async fn record_triggers(
     now: DateTime<Utc>,
 ) -> Result<Vec<Recorded>, StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    // The batch's alerts that are still active, with their users (SQLite's single writer
+    // holds them still until commit).
+    let ids: Vec<String> = batch.iter().map(|t| t.alert_id.to_string()).collect();
+    let ids = serde_json::to_string(&ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let live: HashMap<Uuid, Uuid> = sqlx::query(
+        "SELECT id, user_id FROM alerts WHERE status = 'active' AND id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(ids)
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(|r| Ok((uuid(r, "id")?, uuid(r, "user_id")?)))
+    .collect::<Result<_, StoreError>>()?;
+    let plan = plan_triggers(batch);
+
     let mut out = Vec::with_capacity(batch.len());
-    for t in batch {
-        let id = Uuid::new_v4();
+    for (t, p) in batch.iter().zip(plan) {
+        let id = match p {
+            Plan::Duplicate => {
+                out.push(Recorded::Duplicate);
+                continue;
+            }
+            Plan::Insert(id) if live.get(&t.alert_id) == Some(&t.user_id) => id,
+            Plan::Insert(_) | Plan::Blocked => {
+                // Not recorded: the alert is gone, inactive or spent. If its (alert, bar) is
+                // stored already (a replay of a spent alert's last bar), that is a duplicate.
+                let stored = sqlx::query_scalar::<_, i64>(
+                    "SELECT 1 FROM alert_triggers WHERE alert_id = ? AND bar_time = ?",
+                )
+                .bind(t.alert_id.to_string())
+                .bind(ms(t.bar_time))
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+                out.push(if stored {
+                    Recorded::Duplicate
+                } else {
+                    Recorded::Skipped
+                });
+                continue;
+            }
+        };
         let inserted = sqlx::query(
             "INSERT INTO alert_triggers (id, alert_id, user_id, symbol, bar_time, fired_at, snapshot, created_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (alert_id, bar_time) DO NOTHING",
@@ -653,4 +701,14 @@ pub async fn delivery_counts(pool: &SqlitePool) -> Result<DeliveryCounts, StoreE
         }
     }
     Ok(c)
+}
+
+pub async fn last_fired_bars(pool: &SqlitePool) -> Result<Vec<(Uuid, DateTime<Utc>)>, StoreError> {
+    let rows =
+        sqlx::query("SELECT alert_id, max(bar_time) AS bar FROM alert_triggers GROUP BY alert_id")
+            .fetch_all(pool)
+            .await?;
+    rows.iter()
+        .map(|r| Ok((uuid(r, "alert_id")?, time(r, "bar")?)))
+        .collect()
 }

@@ -29,6 +29,7 @@ store_test!(
     concurrent_writers_record_one_trigger,
     record_triggers_large_batches,
     record_triggers_skips_gone_and_inactive_alerts,
+    once_alert_fires_once,
     delete_cascades_to_triggers_notifications_deliveries,
     alert_changes_feed,
     stream_active_alerts_returns_exactly_active,
@@ -39,6 +40,7 @@ store_test!(
     notifications_list_and_mark_read_scoped,
     list_triggers_filters_and_pages,
     migrations_are_idempotent,
+    nul_characters_never_fail_a_write,
 );
 
 fn user() -> Uuid {
@@ -66,7 +68,9 @@ fn new_id(r: &Recorded) -> Uuid {
 async fn alert_crud_is_scoped_per_user(db: TestDb) -> TestResult {
     let s = &db.store;
     let (a, b) = (user(), user());
-    let mine = s.create_alert(a, &new_alert("mine", "BTCUSDT"), at(0)).await?;
+    let mine = s
+        .create_alert(a, &new_alert("mine", "BTCUSDT"), at(0))
+        .await?;
     assert_eq!(mine.user_id, a);
     assert_eq!(mine.name, "mine");
     assert_eq!(mine.symbol, "BTCUSDT");
@@ -77,7 +81,9 @@ async fn alert_crud_is_scoped_per_user(db: TestDb) -> TestResult {
     assert_eq!(mine.fire_count, 0);
     assert_eq!(mine.last_fired_at, None);
     assert_eq!(mine.definition, new_alert("mine", "BTCUSDT").definition);
-    let theirs = s.create_alert(b, &new_alert("theirs", "ETHUSDT"), at(1)).await?;
+    let theirs = s
+        .create_alert(b, &new_alert("theirs", "ETHUSDT"), at(1))
+        .await?;
 
     // Read.
     assert_eq!(s.get_alert(a, mine.id).await?, Some(mine.clone()));
@@ -108,8 +114,14 @@ async fn alert_crud_is_scoped_per_user(db: TestDb) -> TestResult {
         s.set_status(b, mine.id, AlertStatus::Paused, at(6)).await?,
         None
     );
-    assert_eq!(s.get_alert(a, mine.id).await?.unwrap().status, AlertStatus::Active);
-    let p = s.set_status(a, mine.id, AlertStatus::Paused, at(7)).await?.unwrap();
+    assert_eq!(
+        s.get_alert(a, mine.id).await?.unwrap().status,
+        AlertStatus::Active
+    );
+    let p = s
+        .set_status(a, mine.id, AlertStatus::Paused, at(7))
+        .await?
+        .unwrap();
     assert_eq!(p.status, AlertStatus::Paused);
     assert_eq!(p.updated_at, at(7));
     assert_eq!(
@@ -118,7 +130,8 @@ async fn alert_crud_is_scoped_per_user(db: TestDb) -> TestResult {
         "resuming another user's alert"
     );
     assert_eq!(
-        s.set_status(a, Uuid::new_v4(), AlertStatus::Active, at(8)).await?,
+        s.set_status(a, Uuid::new_v4(), AlertStatus::Active, at(8))
+            .await?,
         None
     );
 
@@ -184,7 +197,11 @@ async fn list_alerts_pages_by_cursor_and_filters(db: TestDb) -> TestResult {
             },
         )
         .await?;
-    let want: Vec<_> = all.iter().filter(|r| r.symbol == "BTCUSDT").cloned().collect();
+    let want: Vec<_> = all
+        .iter()
+        .filter(|r| r.symbol == "BTCUSDT")
+        .cloned()
+        .collect();
     assert_eq!(btc, want);
     let paused_rows = s
         .list_alerts(
@@ -291,16 +308,28 @@ async fn limits_refuse_and_write_nothing(db: TestDb) -> TestResult {
         })
         .await;
     let (a, b) = (user(), user());
-    let btc1 = s.create_alert(a, &new_alert("btc1", "BTCUSDT"), at(0)).await?;
-    let btc2 = s.create_alert(a, &new_alert("btc2", "BTCUSDT"), at(1)).await?;
-    let err = s.create_alert(a, &new_alert("btc3", "BTCUSDT"), at(2)).await;
+    let btc1 = s
+        .create_alert(a, &new_alert("btc1", "BTCUSDT"), at(0))
+        .await?;
+    let btc2 = s
+        .create_alert(a, &new_alert("btc2", "BTCUSDT"), at(1))
+        .await?;
+    let err = s
+        .create_alert(a, &new_alert("btc3", "BTCUSDT"), at(2))
+        .await;
     assert!(matches!(err, Err(StoreError::Limit(_))), "{err:?}");
-    assert_eq!(db.count_of("alerts", a).await, 2, "refused create wrote nothing");
+    assert_eq!(
+        db.count_of("alerts", a).await,
+        2,
+        "refused create wrote nothing"
+    );
     // Another user has limits of their own.
     s.create_alert(b, &new_alert("b", "BTCUSDT"), at(2)).await?;
     s.create_alert(b, &new_alert("b", "BTCUSDT"), at(2)).await?;
     // Per user.
-    let eth = s.create_alert(a, &new_alert("eth", "ETHUSDT"), at(3)).await?;
+    let eth = s
+        .create_alert(a, &new_alert("eth", "ETHUSDT"), at(3))
+        .await?;
     let err = s.create_alert(a, &new_alert("sol", "SOLUSDT"), at(4)).await;
     assert!(matches!(err, Err(StoreError::Limit(_))), "{err:?}");
     assert_eq!(db.count_of("alerts", a).await, 3);
@@ -316,7 +345,9 @@ async fn limits_refuse_and_write_nothing(db: TestDb) -> TestResult {
     assert_eq!(still.status, AlertStatus::Paused);
     assert_eq!(still.updated_at, at(5));
     // Updating an active alert in place is not refused (it does not count against itself).
-    let same = s.update_alert(a, eth.id, &new_alert("eth v2", "ETHUSDT"), at(7)).await?;
+    let same = s
+        .update_alert(a, eth.id, &new_alert("eth v2", "ETHUSDT"), at(7))
+        .await?;
     assert_eq!(same.unwrap().name, "eth v2");
     // Moving an alert onto a full symbol is refused.
     let err = s
@@ -344,7 +375,8 @@ async fn limits_refuse_and_write_nothing(db: TestDb) -> TestResult {
     let again = s.set_status(a, btc2.id, AlertStatus::Active, at(9)).await?;
     assert_eq!(again.unwrap().status, AlertStatus::Active);
     // Pause one, then the paused one can be resumed.
-    s.set_status(a, btc1.id, AlertStatus::Paused, at(10)).await?;
+    s.set_status(a, btc1.id, AlertStatus::Paused, at(10))
+        .await?;
     let resumed = s.set_status(a, sol.id, AlertStatus::Active, at(11)).await?;
     assert_eq!(resumed.unwrap().status, AlertStatus::Active);
     let err = s.set_status(a, btc1.id, AlertStatus::Active, at(12)).await;
@@ -393,10 +425,14 @@ async fn record_trigger_is_exactly_once(db: TestDb) -> TestResult {
     let a = user();
     let alert = create(s, a, "once", "BTCUSDT").await;
     let t = trigger(&alert, hour(1), 1);
-    let first = s.record_triggers(std::slice::from_ref(&t), at(7200)).await?;
+    let first = s
+        .record_triggers(std::slice::from_ref(&t), at(7200))
+        .await?;
     assert_eq!(first.len(), 1);
     let id = new_id(&first[0]);
-    let second = s.record_triggers(std::slice::from_ref(&t), at(7300)).await?;
+    let second = s
+        .record_triggers(std::slice::from_ref(&t), at(7300))
+        .await?;
     assert_eq!(second, vec![Recorded::Duplicate]);
     assert_eq!(db.count("alert_triggers").await, 1);
     assert_eq!(db.count("notifications").await, 1);
@@ -433,7 +469,10 @@ async fn record_trigger_is_exactly_once(db: TestDb) -> TestResult {
     let t2 = trigger(&alert, hour(2), 1);
     let older = trigger(&alert, hour(0), 0);
     let r = s.record_triggers(&[t2.clone(), older], at(9000)).await?;
-    assert!(matches!(r[..], [Recorded::New { .. }, Recorded::New { .. }]));
+    assert!(matches!(
+        r[..],
+        [Recorded::New { .. }, Recorded::New { .. }]
+    ));
     let row = s.get_alert(a, alert.id).await?.unwrap();
     assert_eq!(row.fire_count, 3);
     assert_eq!(row.last_fired_at, Some(t2.fired_at));
@@ -442,17 +481,25 @@ async fn record_trigger_is_exactly_once(db: TestDb) -> TestResult {
     let once = create(s, a, "spend me", "ETHUSDT").await;
     let mut t = trigger(&once, hour(1), 0);
     t.spend = true;
-    let r = s.record_triggers(std::slice::from_ref(&t), at(7200)).await?;
+    let r = s
+        .record_triggers(std::slice::from_ref(&t), at(7200))
+        .await?;
     new_id(&r[0]);
     let row = s.get_alert(a, once.id).await?.unwrap();
     assert_eq!(row.status, AlertStatus::Triggered);
     assert_eq!(row.fire_count, 1);
     assert_eq!(row.updated_at, at(7200));
     let changes = s.alert_changes(at(7200), StdDuration::ZERO).await?;
-    assert!(changes.changed.iter().any(|c| c.id == once.id && c.status == AlertStatus::Triggered));
+    assert!(
+        changes
+            .changed
+            .iter()
+            .any(|c| c.id == once.id && c.status == AlertStatus::Triggered)
+    );
     // Recording it again (a replay) is a duplicate and changes nothing.
     assert_eq!(
-        s.record_triggers(std::slice::from_ref(&t), at(7300)).await?,
+        s.record_triggers(std::slice::from_ref(&t), at(7300))
+            .await?,
         vec![Recorded::Duplicate]
     );
     assert_eq!(s.get_alert(a, once.id).await?.unwrap().fire_count, 1);
@@ -544,7 +591,9 @@ async fn concurrent_writers_record_one_trigger(db: TestDb) -> TestResult {
         if w % 2 == 1 {
             batch.reverse();
         }
-        tasks.push(tokio::spawn(async move { s.record_triggers(&batch, at(20000)).await }));
+        tasks.push(tokio::spawn(async move {
+            s.record_triggers(&batch, at(20000)).await
+        }));
     }
     let mut new = 0;
     for task in tasks {
@@ -622,7 +671,8 @@ async fn record_triggers_skips_gone_and_inactive_alerts(db: TestDb) -> TestResul
     let pausd = create(s, a, "paused", "BTCUSDT").await;
     let spent = create(s, a, "spent", "BTCUSDT").await;
     s.delete_alert(a, gone.id, at(10)).await?;
-    s.set_status(a, pausd.id, AlertStatus::Paused, at(10)).await?;
+    s.set_status(a, pausd.id, AlertStatus::Paused, at(10))
+        .await?;
     let mut sp = trigger(&spent, hour(1), 0);
     sp.spend = true;
     new_id(&s.record_triggers(&[sp], at(20)).await?[0]);
@@ -658,6 +708,67 @@ async fn record_triggers_skips_gone_and_inactive_alerts(db: TestDb) -> TestResul
     Ok(())
 }
 
+/// A `once` alert (`spend`) records one trigger, whatever the batches and writers.
+async fn once_alert_fires_once(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let a = user();
+    // In one batch: the first spend ends the alert's triggers in the batch.
+    let x = create(s, a, "x", "BTCUSDT").await;
+    let mut batch: Vec<_> = (1..4).map(|h| trigger(&x, hour(h), 1)).collect();
+    for t in &mut batch {
+        t.spend = true;
+    }
+    let r = s.record_triggers(&batch, at(0)).await?;
+    assert!(
+        matches!(
+            r[..],
+            [Recorded::New { .. }, Recorded::Skipped, Recorded::Skipped]
+        ),
+        "{r:?}"
+    );
+    // Replayed: the spent bar is a duplicate, the others stay skipped.
+    let r = s.record_triggers(&batch, at(1)).await?;
+    assert_eq!(
+        r,
+        vec![Recorded::Duplicate, Recorded::Skipped, Recorded::Skipped]
+    );
+    assert_eq!(db.count("webhook_deliveries").await, 1);
+
+    // Two runners (or a lagging one) fire it on different bars at once: one wins.
+    let y = create(s, a, "y", "BTCUSDT").await;
+    let mut tasks = Vec::new();
+    for h in 0..8 {
+        let s = s.clone();
+        let mut t = trigger(&y, hour(h), 1);
+        t.spend = true;
+        tasks.push(tokio::spawn(
+            async move { s.record_triggers(&[t], at(2)).await },
+        ));
+    }
+    let mut new = 0;
+    for t in tasks {
+        match t.await??[..] {
+            [Recorded::New { .. }] => new += 1,
+            [Recorded::Skipped] => {}
+            ref other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(new, 1);
+    let q = TriggerQuery {
+        alert_id: Some(y.id),
+        ..TriggerQuery::default()
+    };
+    assert_eq!(s.list_triggers(a, &q).await?.len(), 1);
+    let row = s.get_alert(a, y.id).await?.unwrap();
+    assert_eq!((row.status, row.fire_count), (AlertStatus::Triggered, 1));
+    // Resumed by its user, it can fire once more.
+    s.set_status(a, y.id, AlertStatus::Active, at(3)).await?;
+    let mut t = trigger(&y, hour(20), 0);
+    t.spend = true;
+    new_id(&s.record_triggers(&[t], at(4)).await?[0]);
+    Ok(())
+}
+
 async fn delete_cascades_to_triggers_notifications_deliveries(db: TestDb) -> TestResult {
     let s = &db.store;
     let a = user();
@@ -688,8 +799,18 @@ async fn delete_cascades_to_triggers_notifications_deliveries(db: TestDb) -> Tes
         ..TriggerQuery::default()
     };
     assert!(s.list_triggers(a, &q).await?.is_empty());
-    assert!(s.list_notifications(a, 0).await?.iter().all(|n| n.alert_id == kept.id));
-    assert!(s.list_deliveries(a, 0).await?.iter().all(|d| d.alert_id == kept.id));
+    assert!(
+        s.list_notifications(a, 0)
+            .await?
+            .iter()
+            .all(|n| n.alert_id == kept.id)
+    );
+    assert!(
+        s.list_deliveries(a, 0)
+            .await?
+            .iter()
+            .all(|d| d.alert_id == kept.id)
+    );
     assert_eq!(
         s.delivery_counts().await?,
         DeliveryCounts {
@@ -697,6 +818,30 @@ async fn delete_cascades_to_triggers_notifications_deliveries(db: TestDb) -> Tes
             ..DeliveryCounts::default()
         }
     );
+    // Deleting a trigger by itself (a retention job, an operator) takes its rows along too.
+    let t = &s.list_triggers(a, &TriggerQuery::default()).await?[0];
+    let sql = format!("DELETE FROM alert_triggers WHERE id = '{}'", t.id);
+    assert_eq!(common::exec(s, &sql).await, 1);
+    assert_eq!(db.count("alert_triggers").await, 2);
+    assert_eq!(db.count("notifications").await, 2);
+    assert_eq!(db.count("webhook_deliveries").await, 2);
+    assert_eq!(db.count("webhook_attempts").await, 2);
+    // A user's deletion cascades to every user row it owns, and touches nobody else's.
+    let b = user();
+    let theirs = create(s, b, "theirs", "BTCUSDT").await;
+    s.record_triggers(&[trigger(&theirs, hour(1), 1)], at(3))
+        .await?;
+    assert!(s.delete_alert(a, kept.id, at(4)).await?);
+    for table in [
+        "alert_triggers",
+        "notifications",
+        "webhook_deliveries",
+        "webhook_attempts",
+    ] {
+        assert_eq!(db.count_of(table, a).await, 0, "{table}");
+    }
+    assert_eq!(db.count_of("alert_triggers", b).await, 1);
+    assert_eq!(db.count_of("webhook_deliveries", b).await, 1);
     Ok(())
 }
 
@@ -709,8 +854,12 @@ async fn alert_changes_feed(db: TestDb) -> TestResult {
     assert!(none.changed.is_empty() && none.deleted.is_empty());
     assert_eq!(none.watermark, None);
 
-    let x = s.create_alert(a, &new_alert("x", "BTCUSDT"), at(10)).await?;
-    let y = s.create_alert(b, &new_alert("y", "ETHUSDT"), at(11)).await?;
+    let x = s
+        .create_alert(a, &new_alert("x", "BTCUSDT"), at(10))
+        .await?;
+    let y = s
+        .create_alert(b, &new_alert("y", "ETHUSDT"), at(11))
+        .await?;
     let c = s.alert_changes(at(0), StdDuration::ZERO).await?;
     let ids: Vec<_> = c.changed.iter().map(|r| r.id).collect();
     assert_eq!(ids, vec![x.id, y.id], "creations, oldest first, all users");
@@ -718,7 +867,8 @@ async fn alert_changes_feed(db: TestDb) -> TestResult {
 
     // Update: seen from the watermark, with the new definition.
     let w = c.watermark.unwrap();
-    s.update_alert(a, x.id, &new_alert("x v2", "BTCUSDT"), at(20)).await?;
+    s.update_alert(a, x.id, &new_alert("x v2", "BTCUSDT"), at(20))
+        .await?;
     let c = s.alert_changes(w, StdDuration::from_secs(5)).await?;
     // The overlap re-delivers y (changed at the watermark): harmless, and the update is there.
     let ids: Vec<_> = c.changed.iter().map(|r| r.id).collect();
@@ -731,7 +881,10 @@ async fn alert_changes_feed(db: TestDb) -> TestResult {
     s.set_status(b, y.id, AlertStatus::Paused, at(30)).await?;
     let c = s.alert_changes(w, StdDuration::ZERO).await?;
     let got: Vec<_> = c.changed.iter().map(|r| (r.id, r.status)).collect();
-    assert_eq!(got, vec![(x.id, AlertStatus::Active), (y.id, AlertStatus::Paused)]);
+    assert_eq!(
+        got,
+        vec![(x.id, AlertStatus::Active), (y.id, AlertStatus::Paused)]
+    );
     assert_eq!(c.watermark, Some(at(30)));
     // Asking from past the last change sees nothing new.
     let c2 = s.alert_changes(at(31), StdDuration::ZERO).await?;
@@ -751,7 +904,8 @@ async fn alert_changes_feed(db: TestDb) -> TestResult {
     assert!(c.deleted.is_empty());
 
     // Firing (not spending) is not a change; expiring is.
-    s.record_triggers(&[trigger(&y, hour(1), 0)], at(50)).await?;
+    s.record_triggers(&[trigger(&y, hour(1), 0)], at(50))
+        .await?;
     s.set_status(b, y.id, AlertStatus::Active, at(60)).await?;
     s.expire_alert(y.id, at(70)).await?;
     let c = s.alert_changes(at(61), StdDuration::ZERO).await?;
@@ -790,7 +944,9 @@ async fn stream_active_alerts_returns_exactly_active(db: TestDb) -> TestResult {
     }
     // Paused-then-resumed is active again.
     let u = user();
-    let al = s.create_alert(u, &paused(new_alert("r", "BTCUSDT")), at(0)).await?;
+    let al = s
+        .create_alert(u, &paused(new_alert("r", "BTCUSDT")), at(0))
+        .await?;
     s.set_status(u, al.id, AlertStatus::Active, at(1)).await?;
     want.insert(al.id);
 
@@ -835,8 +991,16 @@ async fn outbox_lease_and_reclaim(db: TestDb) -> TestResult {
 
     // Leased: nobody else gets it, not even the same worker, until the lease ends.
     assert!(s.claim_deliveries("w2", 10, lease, at(1)).await?.is_empty());
-    assert!(s.claim_deliveries("w2", 10, lease, at(30)).await?.is_empty());
-    assert!(s.claim_deliveries("w1", 10, lease, at(30)).await?.is_empty());
+    assert!(
+        s.claim_deliveries("w2", 10, lease, at(30))
+            .await?
+            .is_empty()
+    );
+    assert!(
+        s.claim_deliveries("w1", 10, lease, at(30))
+            .await?
+            .is_empty()
+    );
     // w1 crashed: after the lease another worker reclaims it.
     let again = s.claim_deliveries("w2", 10, lease, at(31)).await?;
     assert_eq!(again.len(), 1);
@@ -845,7 +1009,12 @@ async fn outbox_lease_and_reclaim(db: TestDb) -> TestResult {
 
     // w1 comes back: its completion is refused and writes nothing.
     let ok = s
-        .complete_delivery(d.id, "w1", &attempt(AttemptOutcome::Delivered, Some(200)), at(32))
+        .complete_delivery(
+            d.id,
+            "w1",
+            &attempt(AttemptOutcome::Delivered, Some(200)),
+            at(32),
+        )
         .await?;
     assert!(!ok);
     assert_eq!(db.count("webhook_attempts").await, 0);
@@ -854,14 +1023,24 @@ async fn outbox_lease_and_reclaim(db: TestDb) -> TestResult {
     assert!(row.attempt_log.is_empty());
     // An unknown delivery.
     let ok = s
-        .complete_delivery(Uuid::new_v4(), "w2", &attempt(AttemptOutcome::Delivered, Some(200)), at(32))
+        .complete_delivery(
+            Uuid::new_v4(),
+            "w2",
+            &attempt(AttemptOutcome::Delivered, Some(200)),
+            at(32),
+        )
         .await?;
     assert!(!ok);
 
     // w2 holds the lease and completes.
     assert!(
-        s.complete_delivery(d.id, "w2", &attempt(AttemptOutcome::Delivered, Some(204)), at(33))
-            .await?
+        s.complete_delivery(
+            d.id,
+            "w2",
+            &attempt(AttemptOutcome::Delivered, Some(204)),
+            at(33)
+        )
+        .await?
     );
     let row = &s.list_deliveries(a, 0).await?[0];
     assert_eq!(row.status, "delivered");
@@ -874,10 +1053,19 @@ async fn outbox_lease_and_reclaim(db: TestDb) -> TestResult {
     assert_eq!(row.attempt_log[0].status_code, Some(204));
     assert_eq!(row.attempt_log[0].duration_ms, 12);
     // Delivered is final: never claimed again, a second completion is refused.
-    assert!(s.claim_deliveries("w3", 10, lease, at(10_000)).await?.is_empty());
     assert!(
-        !s.complete_delivery(d.id, "w2", &attempt(AttemptOutcome::Delivered, Some(200)), at(34))
+        s.claim_deliveries("w3", 10, lease, at(10_000))
             .await?
+            .is_empty()
+    );
+    assert!(
+        !s.complete_delivery(
+            d.id,
+            "w2",
+            &attempt(AttemptOutcome::Delivered, Some(200)),
+            at(34)
+        )
+        .await?
     );
     assert_eq!(db.count("webhook_attempts").await, 1);
     Ok(())
@@ -892,8 +1080,13 @@ async fn outbox_retry_schedule_and_attempt_log(db: TestDb) -> TestResult {
 
     // Attempt 1: 503, retry at +60 s.
     assert!(
-        s.complete_delivery(d.id, "w", &attempt(AttemptOutcome::Retry { at: at(61) }, Some(503)), at(2))
-            .await?
+        s.complete_delivery(
+            d.id,
+            "w",
+            &attempt(AttemptOutcome::Retry { at: at(61) }, Some(503)),
+            at(2)
+        )
+        .await?
     );
     let row = &s.list_deliveries(a, 0).await?[0];
     assert_eq!(row.status, "pending");
@@ -921,8 +1114,13 @@ async fn outbox_retry_schedule_and_attempt_log(db: TestDb) -> TestResult {
     assert_eq!(d3[0].attempts, 2);
     // Attempt 3: gives up.
     assert!(
-        s.complete_delivery(d.id, "w", &attempt(AttemptOutcome::Failed, Some(500)), at(401))
-            .await?
+        s.complete_delivery(
+            d.id,
+            "w",
+            &attempt(AttemptOutcome::Failed, Some(500)),
+            at(401)
+        )
+        .await?
     );
     let row = &s.list_deliveries(a, 0).await?[0];
     assert_eq!(row.status, "failed");
@@ -942,7 +1140,11 @@ async fn outbox_retry_schedule_and_attempt_log(db: TestDb) -> TestResult {
         ]
     );
     // Final.
-    assert!(s.claim_deliveries("w", 10, lease, at(100_000)).await?.is_empty());
+    assert!(
+        s.claim_deliveries("w", 10, lease, at(100_000))
+            .await?
+            .is_empty()
+    );
     assert_eq!(
         s.delivery_counts().await?,
         DeliveryCounts {
@@ -957,9 +1159,11 @@ async fn outbox_final_states_redeliver_and_counts(db: TestDb) -> TestResult {
     let s = &db.store;
     let (a, b) = (user(), user());
     let al = create(s, a, "three hooks", "BTCUSDT").await;
-    s.record_triggers(&[trigger(&al, hour(1), 3)], at(0)).await?;
+    s.record_triggers(&[trigger(&al, hour(1), 3)], at(0))
+        .await?;
     let bl = create(s, b, "b's", "BTCUSDT").await;
-    s.record_triggers(&[trigger(&bl, hour(1), 1)], at(0)).await?;
+    s.record_triggers(&[trigger(&bl, hour(1), 1)], at(0))
+        .await?;
     assert_eq!(
         s.delivery_counts().await?,
         DeliveryCounts {
@@ -987,7 +1191,10 @@ async fn outbox_final_states_redeliver_and_counts(db: TestDb) -> TestResult {
             AttemptOutcome::Cancelled => 410,
             _ => 500,
         };
-        assert!(s.complete_delivery(d.id, "w", &attempt(o, Some(code)), at(2)).await?);
+        assert!(
+            s.complete_delivery(d.id, "w", &attempt(o, Some(code)), at(2))
+                .await?
+        );
     }
     assert_eq!(
         s.delivery_counts().await?,
@@ -999,7 +1206,11 @@ async fn outbox_final_states_redeliver_and_counts(db: TestDb) -> TestResult {
         }
     );
     // All final: nothing to claim, completions refused.
-    assert!(s.claim_deliveries("w", 10, lease, at(100_000)).await?.is_empty());
+    assert!(
+        s.claim_deliveries("w", 10, lease, at(100_000))
+            .await?
+            .is_empty()
+    );
     for d in &claimed {
         let o = attempt(AttemptOutcome::Retry { at: at(3) }, Some(500));
         assert!(!s.complete_delivery(d.id, "w", &o, at(3)).await?);
@@ -1007,7 +1218,10 @@ async fn outbox_final_states_redeliver_and_counts(db: TestDb) -> TestResult {
 
     // Redeliver: only the owner, only a final delivery.
     let failed = claimed[1].id;
-    assert!(!s.redeliver(b, failed, at(10)).await?, "another user's delivery");
+    assert!(
+        !s.redeliver(b, failed, at(10)).await?,
+        "another user's delivery"
+    );
     assert!(!s.redeliver(a, Uuid::new_v4(), at(10)).await?);
     assert!(s.redeliver(a, failed, at(10)).await?);
     assert!(!s.redeliver(a, failed, at(10)).await?, "already pending");
@@ -1026,8 +1240,13 @@ async fn outbox_final_states_redeliver_and_counts(db: TestDb) -> TestResult {
     assert_eq!(again.iter().map(|d| d.id).collect::<Vec<_>>(), vec![failed]);
     assert_eq!(again[0].attempts, 1);
     assert!(
-        s.complete_delivery(failed, "w2", &attempt(AttemptOutcome::Delivered, Some(200)), at(11))
-            .await?
+        s.complete_delivery(
+            failed,
+            "w2",
+            &attempt(AttemptOutcome::Delivered, Some(200)),
+            at(11)
+        )
+        .await?
     );
     let row = s
         .list_deliveries(a, 0)
@@ -1036,7 +1255,13 @@ async fn outbox_final_states_redeliver_and_counts(db: TestDb) -> TestResult {
         .find(|d| d.id == failed)
         .unwrap();
     assert_eq!(row.status, "delivered");
-    assert_eq!(row.attempt_log.iter().map(|x| x.attempt).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        row.attempt_log
+            .iter()
+            .map(|x| x.attempt)
+            .collect::<Vec<_>>(),
+        vec![1, 2]
+    );
     // A delivered one can be redelivered too (the receiver lost it).
     let delivered_b = claimed[3].id;
     assert!(s.redeliver(b, delivered_b, at(12)).await?);
@@ -1093,24 +1318,41 @@ async fn notifications_list_and_mark_read_scoped(db: TestDb) -> TestResult {
     let al = create(s, a, "n", "BTCUSDT").await;
     let bl = create(s, b, "n", "BTCUSDT").await;
     for h in 0..5 {
-        s.record_triggers(&[trigger(&al, hour(h), 0)], at(h * 100)).await?;
+        s.record_triggers(&[trigger(&al, hour(h), 0)], at(h * 100))
+            .await?;
     }
     let mut quiet = trigger(&al, hour(9), 0);
     quiet.notification = None;
-    s.record_triggers(&[quiet, trigger(&bl, hour(0), 0)], at(1000)).await?;
+    s.record_triggers(&[quiet, trigger(&bl, hour(0), 0)], at(1000))
+        .await?;
 
     let notes = s.list_notifications(a, 0).await?;
-    assert_eq!(notes.len(), 5, "a trigger without a notification writes none");
+    assert_eq!(
+        notes.len(),
+        5,
+        "a trigger without a notification writes none"
+    );
     let times: Vec<_> = notes.iter().map(|n| n.created_at).collect();
-    assert_eq!(times, vec![at(400), at(300), at(200), at(100), at(0)], "newest first");
-    assert!(notes.iter().all(|n| n.alert_id == al.id && n.read_at.is_none()));
+    assert_eq!(
+        times,
+        vec![at(400), at(300), at(200), at(100), at(0)],
+        "newest first"
+    );
+    assert!(
+        notes
+            .iter()
+            .all(|n| n.alert_id == al.id && n.read_at.is_none())
+    );
     assert_eq!(s.list_notifications(a, 2).await?, notes[..2].to_vec());
     let theirs = s.list_notifications(b, 0).await?;
     assert_eq!(theirs.len(), 1);
 
     assert!(!s.mark_notification_read(b, notes[0].id, at(2000)).await?);
     assert!(!s.mark_notification_read(a, theirs[0].id, at(2000)).await?);
-    assert!(!s.mark_notification_read(a, Uuid::new_v4(), at(2000)).await?);
+    assert!(
+        !s.mark_notification_read(a, Uuid::new_v4(), at(2000))
+            .await?
+    );
     assert!(s.mark_notification_read(a, notes[0].id, at(2000)).await?);
     // Marking again keeps the first read time.
     assert!(s.mark_notification_read(a, notes[0].id, at(3000)).await?);
@@ -1173,7 +1415,11 @@ async fn list_triggers_filters_and_pages(db: TestDb) -> TestResult {
         )
         .await?;
     assert_eq!(ranged.len(), 6);
-    assert!(ranged.iter().all(|t| t.fired_at >= fired(3) && t.fired_at < fired(6)));
+    assert!(
+        ranged
+            .iter()
+            .all(|t| t.fired_at >= fired(3) && t.fired_at < fired(6))
+    );
     let ranged = s
         .list_triggers(
             a,
@@ -1184,7 +1430,10 @@ async fn list_triggers_filters_and_pages(db: TestDb) -> TestResult {
             },
         )
         .await?;
-    assert_eq!(ranged.iter().map(|t| t.bar_time).collect::<Vec<_>>(), vec![hour(9), hour(8)]);
+    assert_eq!(
+        ranged.iter().map(|t| t.bar_time).collect::<Vec<_>>(),
+        vec![hour(9), hour(8)]
+    );
 
     // Paging with a `before` cursor.
     let mut paged = Vec::new();
@@ -1240,8 +1489,78 @@ async fn migrations_are_idempotent(db: TestDb) -> TestResult {
         },
     )
     .await?;
-    assert_eq!(skipped.list_alerts(a, &AlertQuery::default()).await?.len(), 2);
+    assert_eq!(
+        skipped.list_alerts(a, &AlertQuery::default()).await?.len(),
+        2
+    );
     skipped.close().await;
+    Ok(())
+}
+
+/// PostgreSQL cannot store NUL in text or `\u0000` in jsonb: one in a user's alert, a
+/// snapshot, a payload or a receiver's error text must not fail the write (a whole batch of
+/// triggers, or a delivery's completion forever). Both backends store U+FFFD instead.
+async fn nul_characters_never_fail_a_write(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let a = user();
+    let mut na = new_alert("bad\0name", "BTCUSDT");
+    na.definition = serde_json::json!({"message": "x\u{0}y", "k\u{0}": [1, "\u{0}"]});
+    let al = s.create_alert(a, &na, at(0)).await?;
+    assert_eq!(al.name, "bad\u{FFFD}name");
+    assert_eq!(
+        al.definition,
+        serde_json::json!({"message": "x\u{FFFD}y", "k\u{FFFD}": [1, "\u{FFFD}"]})
+    );
+    let again = s.update_alert(a, al.id, &na, at(1)).await?.unwrap();
+    assert_eq!(again.name, "bad\u{FFFD}name");
+
+    let good = create(s, a, "good", "BTCUSDT").await;
+    let mut t = trigger(&al, hour(1), 1);
+    t.snapshot = serde_json::json!({"id": "c\u{0}1"});
+    t.notification.as_mut().unwrap().body = "b\0ody".into();
+    t.webhooks[0].payload = "{\"p\":\"\0\"}".into();
+    let r = s
+        .record_triggers(&[t, trigger(&good, hour(1), 1)], at(2))
+        .await?;
+    assert!(
+        matches!(r[..], [Recorded::New { .. }, Recorded::New { .. }]),
+        "{r:?}"
+    );
+    let q = TriggerQuery {
+        alert_id: Some(al.id),
+        ..TriggerQuery::default()
+    };
+    assert_eq!(
+        s.list_triggers(a, &q).await?[0].snapshot,
+        serde_json::json!({"id": "c\u{FFFD}1"})
+    );
+    let notes = s.list_notifications(a, 0).await?;
+    assert!(notes.iter().any(|n| n.body == "b\u{FFFD}ody"));
+
+    let claimed = s
+        .claim_deliveries("w", 10, StdDuration::from_secs(60), at(3))
+        .await?;
+    assert_eq!(claimed.len(), 2);
+    let bad = claimed.iter().find(|d| d.alert_id == al.id).unwrap();
+    assert_eq!(bad.payload, "{\"p\":\"\u{FFFD}\"}");
+    let rec = AttemptRecord {
+        status_code: Some(500),
+        error: Some("body: \0\0".into()),
+        duration_ms: 1,
+        outcome: AttemptOutcome::Failed,
+    };
+    assert!(s.complete_delivery(bad.id, "w", &rec, at(4)).await?);
+    let row = s
+        .list_deliveries(a, 0)
+        .await?
+        .into_iter()
+        .find(|d| d.id == bad.id)
+        .unwrap();
+    assert_eq!(row.last_error.as_deref(), Some("body: \u{FFFD}\u{FFFD}"));
+    assert_eq!(
+        row.attempt_log[0].error.as_deref(),
+        Some("body: \u{FFFD}\u{FFFD}")
+    );
     Ok(())
 }
 
@@ -1260,4 +1579,90 @@ fn cursor_text_round_trips() {
     assert_eq!(Cursor::decode(&c.encode()), Some(c));
     assert_eq!(Cursor::decode("nonsense"), None);
     assert_eq!(Cursor::decode("12_notauuid"), None);
+}
+
+/// The harness drops a test's database even when the test panics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn harness_cleans_up_after_a_panic() {
+    for backend in [common::Backend::Sqlite, common::Backend::Postgres] {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let db = TestDb::new(backend).await;
+            let _ = tx.send(db.url.clone());
+            panic!("deliberate panic in a test body");
+        });
+        assert!(task.await.is_err(), "the task panicked");
+        let url = rx.await.unwrap();
+        match backend {
+            common::Backend::Sqlite => {
+                let path = url.trim_start_matches("sqlite://");
+                let dir = std::path::Path::new(path).parent().unwrap();
+                assert!(!dir.exists(), "{dir:?} removed");
+            }
+            common::Backend::Postgres => {
+                let name = url.rsplit('/').next().unwrap().to_owned();
+                let admin = common::admin_url();
+                let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+                let n: i64 =
+                    sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
+                        .bind(&name)
+                        .fetch_one(&pool)
+                        .await
+                        .unwrap();
+                assert_eq!(n, 0, "{name} dropped");
+                pool.close().await;
+            }
+        }
+    }
+}
+
+#[test]
+fn database_urls_are_derived_from_the_server_url() {
+    use common::with_database;
+    assert_eq!(
+        with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
+        "postgres://postgres@127.0.0.1:5432/t1"
+    );
+    assert_eq!(
+        with_database("postgresql://u:p@db.example.com/x?sslmode=require", "t2"),
+        "postgresql://u:p@db.example.com/t2?sslmode=require"
+    );
+    assert_eq!(
+        with_database("postgres://localhost", "t3"),
+        "postgres://localhost/t3"
+    );
+}
+
+/// The benchmark runs end to end on small sizes, on both backends, and cleans up after itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_runs_on_both_backends() {
+    use alert_store::bench::{self, BenchSizes};
+    let sizes = BenchSizes {
+        triggers: 500,
+        trigger_batch: 120,
+        alerts: 2_000,
+        deliveries: 300,
+        claim_batch: 50,
+    };
+    for url in ["sqlite://ignored.db".to_owned(), common::admin_url()] {
+        let report = bench::run(&url, sizes).await.unwrap();
+        assert_eq!(report.load_alerts.count, 2_000, "{url}");
+        assert_eq!(report.record_triggers.count, 500);
+        assert_eq!(report.deliveries.count, 300);
+        assert!(report.record_triggers.per_second > 0.0);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["sizes"]["alerts"], 2_000);
+        if report.backend == "sqlite" {
+            assert!(!std::path::Path::new(&report.database).exists());
+        } else {
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
+                .bind(&report.database)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            assert_eq!(n, 0, "scratch database dropped");
+            pool.close().await;
+        }
+    }
 }

@@ -7,7 +7,7 @@ use alert_engine::synthetic::{self, Market, Rng};
 use alert_engine::{Engine, EngineConfig, Event};
 use serde::Serialize;
 
-use crate::cli::BenchArgs;
+use crate::cli::{BenchArgs, BenchStoreArgs};
 
 #[derive(Serialize)]
 struct Report {
@@ -173,6 +173,22 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         register_s,
         distinct_indicators,
     };
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// `alert-runner bench-store`: the store's benchmarks on a scratch database.
+pub fn run_store(args: &BenchStoreArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let sizes = alert_store::bench::BenchSizes {
+        triggers: args.triggers,
+        alerts: args.alerts,
+        deliveries: args.deliveries.min(args.triggers),
+        ..alert_store::bench::BenchSizes::default()
+    };
+    let report = runtime.block_on(alert_store::bench::run(&args.database.database_url, sizes))?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }

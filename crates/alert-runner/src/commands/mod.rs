@@ -18,6 +18,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Indicators(args) => indicators::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::BenchStore(args) => bench::run_store(&args),
         Command::Backtest(args) => backtest::run(&args),
         Command::Migrate(args) => migrate::run(&args),
         Command::Alerts(cmd) => alerts::run(&cmd),

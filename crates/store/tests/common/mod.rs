@@ -15,7 +15,7 @@ use alert_store::{
     AlertRow, AlertStatus, NewAlert, NewNotification, NewTrigger, NewWebhook, Store, StoreOptions,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use sqlx::Connection;
+use sqlx::{AssertSqlSafe, Connection};
 use uuid::Uuid;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -90,7 +90,7 @@ pub async fn drop_database(admin: &str, db: &str) {
     match sqlx::PgConnection::connect(admin).await {
         Ok(mut conn) => {
             let sql = format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)");
-            if let Err(e) = sqlx::query(&sql).execute(&mut conn).await {
+            if let Err(e) = sqlx::query(AssertSqlSafe(sql)).execute(&mut conn).await {
                 eprintln!("could not drop test database {db}: {e}");
             }
             let _ = conn.close().await;
@@ -160,7 +160,7 @@ pub async fn fresh_database(backend: Backend) -> (String, Guard) {
             let mut conn = sqlx::PgConnection::connect(&admin)
                 .await
                 .unwrap_or_else(|e| panic!("connect {admin} (is PostgreSQL running?): {e}"));
-            sqlx::query(&format!("CREATE DATABASE \"{db}\""))
+            sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{db}\"")))
                 .execute(&mut conn)
                 .await
                 .unwrap_or_else(|e| panic!("create database {db}: {e}"));
@@ -177,7 +177,7 @@ pub async fn count(store: &Store, table: &str, user: Option<Uuid>) -> i64 {
             Some(_) => format!("SELECT count(*) FROM {table} WHERE user_id = $1"),
             None => format!("SELECT count(*) FROM {table} WHERE $1::uuid IS NULL"),
         };
-        sqlx::query_scalar::<_, i64>(&sql)
+        sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.clone()))
             .bind(user)
             .fetch_one(pool)
             .await
@@ -187,11 +187,30 @@ pub async fn count(store: &Store, table: &str, user: Option<Uuid>) -> i64 {
             Some(_) => format!("SELECT count(*) FROM {table} WHERE user_id = ?"),
             None => format!("SELECT count(*) FROM {table} WHERE ? IS NULL"),
         };
-        sqlx::query_scalar::<_, i64>(&sql)
+        sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.clone()))
             .bind(user.map(|u| u.to_string()))
             .fetch_one(pool)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    } else {
+        panic!("unknown backend")
+    }
+}
+
+/// Runs a statement on the store's database (the service view); returns rows affected.
+pub async fn exec(store: &Store, sql: &str) -> u64 {
+    if let Some(pool) = store.pg_pool() {
+        sqlx::query(AssertSqlSafe(sql.to_owned()))
+            .execute(pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .rows_affected()
+    } else if let Some(pool) = store.sqlite_pool() {
+        sqlx::query(AssertSqlSafe(sql.to_owned()))
+            .execute(pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .rows_affected()
     } else {
         panic!("unknown backend")
     }
