@@ -41,6 +41,8 @@ store_test!(
     list_triggers_filters_and_pages,
     migrations_are_idempotent,
     nul_characters_never_fail_a_write,
+    last_fired_bars_per_alert,
+    listen_alert_changes_wakes_on_changes,
 );
 
 fn user() -> Uuid {
@@ -1561,6 +1563,69 @@ async fn nul_characters_never_fail_a_write(db: TestDb) -> TestResult {
         row.attempt_log[0].error.as_deref(),
         Some("body: \u{FFFD}\u{FFFD}")
     );
+    Ok(())
+}
+
+async fn last_fired_bars_per_alert(db: TestDb) -> TestResult {
+    let s = &db.store;
+    assert!(s.last_fired_bars().await?.is_empty());
+    let (a, b) = (user(), user());
+    let x = create(s, a, "x", "BTCUSDT").await;
+    let y = create(s, b, "y", "ETHUSDT").await;
+    create(s, a, "never fired", "BTCUSDT").await;
+    s.record_triggers(
+        &[
+            trigger(&x, hour(3), 0),
+            trigger(&x, hour(1), 0),
+            trigger(&y, hour(2), 0),
+        ],
+        at(0),
+    )
+    .await?;
+    let mut got = s.last_fired_bars().await?;
+    got.sort();
+    let mut want = vec![(x.id, hour(3)), (y.id, hour(2))];
+    want.sort();
+    assert_eq!(got, want);
+    Ok(())
+}
+
+/// PostgreSQL wakes the runner on every alert change (creation, edit, pause, deletion), not on
+/// a trigger being recorded; SQLite has no listener (the runner polls).
+async fn listen_alert_changes_wakes_on_changes(db: TestDb) -> TestResult {
+    use futures_util::StreamExt;
+    let s = &db.store;
+    let Some(mut changes) = s.listen_alert_changes().await? else {
+        assert_eq!(db.backend, common::Backend::Sqlite);
+        return Ok(());
+    };
+    assert_eq!(db.backend, common::Backend::Postgres);
+    let wait = StdDuration::from_secs(5);
+    let quiet = StdDuration::from_millis(300);
+    let a = user();
+    let al = create(s, a, "x", "BTCUSDT").await;
+    tokio::time::timeout(wait, changes.next())
+        .await?
+        .expect("created");
+    s.record_triggers(&[trigger(&al, hour(1), 1)], at(1))
+        .await?;
+    assert!(
+        tokio::time::timeout(quiet, changes.next()).await.is_err(),
+        "recording a trigger is not a change"
+    );
+    s.update_alert(a, al.id, &new_alert("x2", "BTCUSDT"), at(2))
+        .await?;
+    tokio::time::timeout(wait, changes.next())
+        .await?
+        .expect("updated");
+    s.set_status(a, al.id, AlertStatus::Paused, at(3)).await?;
+    tokio::time::timeout(wait, changes.next())
+        .await?
+        .expect("paused");
+    s.delete_alert(a, al.id, at(4)).await?;
+    tokio::time::timeout(wait, changes.next())
+        .await?
+        .expect("deleted");
     Ok(())
 }
 
