@@ -33,6 +33,25 @@ fn backtest(alerts: &str, candles: &str, symbol: &str, tf: &str, extra: &[&str])
     run(&args)
 }
 
+/// Equal JSON, numbers within a relative 1e-12: the same triggers, whose values may differ in
+/// the last bits where a build fuses multiply-adds (FMA targets) and another does not.
+fn same(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(x), Some(y)) => x == y || (x - y).abs() <= 1e-12 * x.abs().max(y.abs()),
+            _ => x == y,
+        },
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| same(v, w))
+        }
+        _ => a == b,
+    }
+}
+
 const BTC_ALERTS: &str = "tests/fixtures/backtest_btc_1h.alerts.json";
 const BTC_CANDLES: &str = "../indicators/tests/golden/btc_1h.candles.csv";
 
