@@ -493,9 +493,9 @@ impl Drop for RoleGuard {
     }
 }
 
-/// Production on Supabase connects as `postgres`, which owns the tables but is neither a
-/// superuser nor (necessarily) BYPASSRLS. The service path (runner, dispatcher) must still
-/// write, and user-facing calls must still switch to `authenticated`.
+/// Production on Supabase connects as `postgres`, which owns the tables, is not a superuser,
+/// and bypasses RLS. With RLS forced, the service path (runner, dispatcher) still writes as
+/// such a role, and user-facing calls still switch to `authenticated`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_path_works_as_a_non_superuser_owner() -> TestResult {
     let admin = common::admin_url();
@@ -510,7 +510,7 @@ async fn service_path_works_as_a_non_superuser_owner() -> TestResult {
     // CREATEROLE (as Supabase's postgres has) but not yet a member of `authenticated`: the
     // migrations grant it.
     sqlx::raw_sql(AssertSqlSafe(format!(
-        "CREATE ROLE \"{role}\" LOGIN NOSUPERUSER NOBYPASSRLS CREATEROLE; \
+        "CREATE ROLE \"{role}\" LOGIN NOSUPERUSER BYPASSRLS CREATEROLE; \
          ALTER DATABASE \"{db}\" OWNER TO \"{role}\";"
     )))
     .execute(&mut su)
@@ -524,12 +524,14 @@ async fn service_path_works_as_a_non_superuser_owner() -> TestResult {
 
     let owner_url = with_user(&url, &role);
     let store = Store::connect(&owner_url, StoreOptions::default()).await?;
-    let is_super: bool = sqlx::query_scalar(
-        "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user",
-    )
-    .fetch_one(store.pg_pool().unwrap())
-    .await?;
-    assert!(!is_super, "connected as a plain owner");
+    let (is_super, bypass): (bool, bool) =
+        sqlx::query_as("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+            .fetch_one(store.pg_pool().unwrap())
+            .await?;
+    assert!(
+        !is_super && bypass,
+        "connected as a non-superuser owner that bypasses RLS"
+    );
 
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     let sa = seed(&store, a).await; // user calls as `authenticated`; service writes as owner
@@ -547,19 +549,13 @@ async fn service_path_works_as_a_non_superuser_owner() -> TestResult {
     assert_eq!(ds.len(), 3);
     assert!(ds.iter().all(|d| d.attempt_log.len() == 1));
 
-    // Forcing RLS on the owner (as the first version of the schema did) breaks the service
-    // path: this is why the migrations enable RLS without forcing it.
-    sqlx::raw_sql("ALTER TABLE alert_triggers FORCE ROW LEVEL SECURITY")
-        .execute(&mut su_db)
-        .await?;
-    let al = create(&store, a, "late", "BTCUSDT").await;
-    let err = store
-        .record_triggers(&[trigger(&al, hour(9), 1)], at(9))
-        .await;
-    assert!(
-        matches!(&err, Err(StoreError::Database(e)) if e.to_string().contains("row-level security")),
-        "{err:?}"
-    );
+    // RLS is forced: the owner is scoped like anyone else; only its BYPASSRLS lets it write.
+    let forced: bool = sqlx::query_scalar(
+        "SELECT relforcerowsecurity FROM pg_class WHERE relname = 'alert_triggers'",
+    )
+    .fetch_one(&mut su_db)
+    .await?;
+    assert!(forced, "row-level security is forced");
     store.close().await;
     su_db.close().await?;
     su.close().await?;

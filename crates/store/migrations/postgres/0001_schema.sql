@@ -229,10 +229,10 @@ CREATE TRIGGER alerts_updated AFTER UPDATE ON alerts
     EXECUTE FUNCTION alert_runner_alert_changed();
 
 -- Row-level security, as Supabase does it: every user table is scoped to auth.uid() for the
--- `authenticated` role; `service_role` (the runner and dispatcher) bypasses it, and so does
--- the tables' owner (RLS is enabled, not forced: the store's service path connects as the
--- owner, which on Supabase is `postgres`, not a superuser). `(SELECT auth.uid())` is
--- evaluated once per statement, not once per row.
+-- `authenticated` role. RLS is enabled and forced, so even the tables' owner is scoped: the
+-- runner and dispatcher must connect as a role that bypasses RLS (a superuser, a BYPASSRLS
+-- role such as `service_role`, or Supabase's `postgres`). `(SELECT auth.uid())` is evaluated
+-- once per statement, not once per row.
 DO $$
 DECLARE
     t text;
@@ -241,7 +241,7 @@ BEGIN
                              'webhook_deliveries', 'webhook_attempts']
     LOOP
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-        EXECUTE format('ALTER TABLE %I NO FORCE ROW LEVEL SECURITY', t);
+        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
         EXECUTE format('DROP POLICY IF EXISTS %I ON %I', t || '_select_own', t);
         EXECUTE format('CREATE POLICY %I ON %I FOR SELECT TO authenticated USING (user_id = (SELECT auth.uid()))',
                        t || '_select_own', t);
