@@ -114,6 +114,11 @@ impl PriceSource {
         Self::Volume,
     ];
 
+    /// Position in [`PriceSource::ALL`]: a dense index for per-source tables.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Open => "open",
@@ -199,5 +204,8 @@ mod tests {
         assert_eq!(c.price(PriceSource::Volume), 7.0);
         assert_eq!(PriceSource::parse("HLC3"), Some(PriceSource::Hlc3));
         assert_eq!(PriceSource::parse("median"), None);
+        for (i, p) in PriceSource::ALL.into_iter().enumerate() {
+            assert_eq!(p.index(), i);
+        }
     }
 }

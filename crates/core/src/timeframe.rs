@@ -56,6 +56,11 @@ impl Timeframe {
         Self::W1,
     ];
 
+    /// Position in [`Timeframe::ALL`] (shortest first): a dense index for per-timeframe tables.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// The name Binance uses (`1m`, `4h`, `1w`, ...).
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -204,6 +209,13 @@ mod tests {
             1_704_283_200_000 + 5 * BarTime::MS_PER_MINUTE
         );
         assert_eq!(Timeframe::D1.bar_close(t).millis(), 1_704_326_400_000);
+    }
+
+    #[test]
+    fn index_is_the_position_in_all() {
+        for (i, tf) in Timeframe::ALL.into_iter().enumerate() {
+            assert_eq!(tf.index(), i);
+        }
     }
 
     #[test]

@@ -20,14 +20,6 @@ const TFS: usize = Timeframe::ALL.len();
 const SOURCES: usize = PriceSource::ALL.len();
 const PRICE_SLOTS: u32 = (TFS * SOURCES) as u32;
 
-fn tf_index(tf: Timeframe) -> usize {
-    Timeframe::ALL.iter().position(|t| *t == tf).unwrap_or(0)
-}
-
-fn source_index(s: PriceSource) -> u32 {
-    PriceSource::ALL.iter().position(|p| *p == s).unwrap_or(0) as u32
-}
-
 /// One evaluation point: the data as of `now`, with `closed` the timeframes whose bar closed.
 #[derive(Clone, Copy, Debug)]
 struct Step {
@@ -49,8 +41,6 @@ pub(crate) struct SymbolBook {
     pub alerts: Vec<CompiledAlert>,
     last_closed_feed: Option<BarTime>,
     in_progress_feed: Option<Candle>,
-    /// Constant slots allocated for the leaf being compiled.
-    pending_consts: Vec<u32>,
     /// Alert evaluations performed (conditions tested), for benchmarks and metrics.
     pub evaluations: u64,
 }
@@ -74,7 +64,6 @@ impl SymbolBook {
             last_closed_feed: None,
             in_progress_feed: None,
             evaluations: 0,
-            pending_consts: Vec::new(),
         }
     }
 
@@ -92,7 +81,7 @@ impl SymbolBook {
     }
 
     pub fn series(&self, tf: Timeframe) -> Option<&TfSeries> {
-        self.tfs.get(tf_index(tf)).and_then(Option::as_ref)
+        self.tfs.get(tf.index()).and_then(Option::as_ref)
     }
 
     fn alloc_slots(values: &mut Vec<f64>, free: &mut [Vec<u32>; 3], width: u8) -> u32 {
@@ -133,6 +122,7 @@ impl SymbolBook {
         id: AlertId,
         def: Arc<AlertDefinition>,
         state: AlertState,
+        active_from: i64,
     ) -> Result<(), EngineError> {
         for tf in def.timeframes() {
             if !tf.is_multiple_of(self.feed) {
@@ -149,7 +139,7 @@ impl SymbolBook {
         let nested = nodes.iter().any(|n| matches!(n, Node::Group { .. }));
         let mut alert = CompiledAlert {
             state,
-            base: tf_index(def.base_timeframe) as u8,
+            base: def.base_timeframe.index() as u8,
             trigger: def.trigger,
             any,
             debounce_ms: i64::from(def.debounce_bars.max(1)) * def.base_timeframe.duration_ms(),
@@ -161,11 +151,10 @@ impl SymbolBook {
                     children: nodes,
                 })
             }),
-            base_tf: def.base_timeframe,
+            active_from,
             id,
             def,
         };
-        self.refresh_values();
         self.seed_past(&mut alert);
         self.alerts.push(alert);
         Ok(())
@@ -180,44 +169,53 @@ impl SymbolBook {
                     group(*logic, c)
                 }
                 ConditionNode::Leaf(cond) => {
-                    self.pending_consts.clear();
+                    let mut consts = Vec::new();
                     let lhs = self.operand_slot(&cond.lhs);
                     let test = match &cond.test {
-                        Test::Greater(b) => CTest::Cmp(Cmp::Gt, self.bound(b)),
-                        Test::Less(b) => CTest::Cmp(Cmp::Lt, self.bound(b)),
-                        Test::GreaterOrEqual(b) => CTest::Cmp(Cmp::Ge, self.bound(b)),
-                        Test::LessOrEqual(b) => CTest::Cmp(Cmp::Le, self.bound(b)),
+                        Test::Greater(b) => CTest::Cmp(Cmp::Gt, self.bound(&mut consts, b)),
+                        Test::Less(b) => CTest::Cmp(Cmp::Lt, self.bound(&mut consts, b)),
+                        Test::GreaterOrEqual(b) => CTest::Cmp(Cmp::Ge, self.bound(&mut consts, b)),
+                        Test::LessOrEqual(b) => CTest::Cmp(Cmp::Le, self.bound(&mut consts, b)),
                         Test::Equals { rhs, tolerance } => {
-                            CTest::Equals(self.bound(rhs), *tolerance)
+                            CTest::Equals(self.bound(&mut consts, rhs), *tolerance)
                         }
-                        Test::CrossesAbove(b) => CTest::Cross(CrossKind::Above, self.bound(b)),
-                        Test::CrossesBelow(b) => CTest::Cross(CrossKind::Below, self.bound(b)),
-                        Test::Crosses(b) => CTest::Cross(CrossKind::Either, self.bound(b)),
+                        Test::CrossesAbove(b) => {
+                            CTest::Cross(CrossKind::Above, self.bound(&mut consts, b))
+                        }
+                        Test::CrossesBelow(b) => {
+                            CTest::Cross(CrossKind::Below, self.bound(&mut consts, b))
+                        }
+                        Test::Crosses(b) => {
+                            CTest::Cross(CrossKind::Either, self.bound(&mut consts, b))
+                        }
                         Test::Divergence {
                             other, direction, ..
-                        } => CTest::Divergence(self.bound(&Bound::Series(*other)), *direction),
+                        } => CTest::Divergence(
+                            self.bound(&mut consts, &Bound::Series(*other)),
+                            *direction,
+                        ),
                         Test::Convergence { other, .. } => {
-                            CTest::Convergence(self.bound(&Bound::Series(*other)))
+                            CTest::Convergence(self.bound(&mut consts, &Bound::Series(*other)))
                         }
                         Test::EnteringChannel { lower, upper } => CTest::Channel(
                             ChannelKind::Entering,
-                            self.bound(lower),
-                            self.bound(upper),
+                            self.bound(&mut consts, lower),
+                            self.bound(&mut consts, upper),
                         ),
                         Test::ExitingChannel { lower, upper } => CTest::Channel(
                             ChannelKind::Exiting,
-                            self.bound(lower),
-                            self.bound(upper),
+                            self.bound(&mut consts, lower),
+                            self.bound(&mut consts, upper),
                         ),
                         Test::InsideChannel { lower, upper } => CTest::Channel(
                             ChannelKind::Inside,
-                            self.bound(lower),
-                            self.bound(upper),
+                            self.bound(&mut consts, lower),
+                            self.bound(&mut consts, upper),
                         ),
                         Test::OutsideChannel { lower, upper } => CTest::Channel(
                             ChannelKind::Outside,
-                            self.bound(lower),
-                            self.bound(upper),
+                            self.bound(&mut consts, lower),
+                            self.bound(&mut consts, upper),
                         ),
                         Test::MovingUpPct { pct, .. } => CTest::Moving {
                             up: true,
@@ -230,14 +228,14 @@ impl SymbolBook {
                     };
                     let needed = cond.test.history_needed();
                     let past = (needed > 0).then(|| Past::new(needed));
-                    let mut consts = [u32::MAX; 2];
-                    for (dst, src) in consts.iter_mut().zip(&self.pending_consts) {
+                    let mut const_slots = [u32::MAX; 2];
+                    for (dst, src) in const_slots.iter_mut().zip(&consts) {
                         *dst = *src;
                     }
                     leaves.push(Leaf {
-                        tf: tf_index(cond.timeframe) as u8,
+                        tf: cond.timeframe.index() as u8,
                         lhs,
-                        consts,
+                        consts: const_slots,
                         test,
                         past,
                     });
@@ -247,14 +245,15 @@ impl SymbolBook {
             .collect()
     }
 
-    fn bound(&mut self, b: &Bound) -> Val {
+    /// A test's operand; a constant gets a slot of its own, recorded in `consts`.
+    fn bound(&mut self, consts: &mut Vec<u32>, b: &Bound) -> Val {
         match b {
             Bound::Value(v) => {
                 let slot = Self::alloc_slots(&mut self.values, &mut self.free_slots, 1);
                 if let Some(cell) = self.values.get_mut(slot as usize) {
                     *cell = *v;
                 }
-                self.pending_consts.push(slot);
+                consts.push(slot);
                 Val(slot)
             }
             Bound::Series(o) => Val(self.operand_slot(o)),
@@ -262,21 +261,28 @@ impl SymbolBook {
     }
 
     fn operand_slot(&mut self, o: &Operand) -> u32 {
-        let tfi = tf_index(o.timeframe);
+        let tfi = o.timeframe.index();
         match o.series {
-            Series::Price(src) => (tfi * SOURCES) as u32 + source_index(src),
+            Series::Price(src) => (tfi * SOURCES) as u32 + src.index() as u32,
             Series::Indicator { spec, component } => {
                 let Some(Some(series)) = self.tfs.get_mut(tfi) else {
                     return u32::MAX;
                 };
                 let (values, free) = (&mut self.values, &mut self.free_slots);
-                let (index, _) = series.acquire(&spec, |w| Self::alloc_slots(values, free, w));
-                let base = series
-                    .indicators
-                    .get(index)
-                    .and_then(|s| s.as_ref())
-                    .map_or(u32::MAX, |s| s.slot);
-                base.saturating_add(component as u32)
+                let (index, new) = series.acquire(&spec, |w| Self::alloc_slots(values, free, w));
+                let Some(shared) = series.indicators.get(index).and_then(|s| s.as_ref()) else {
+                    return u32::MAX;
+                };
+                if new {
+                    // Only this indicator's values are new: write them, not the whole table.
+                    let comps = series.values_of(shared);
+                    for k in 0..shared.width as usize {
+                        if let Some(v) = self.values.get_mut(shared.slot as usize + k) {
+                            *v = comps.get(k).unwrap_or(f64::NAN);
+                        }
+                    }
+                }
+                shared.slot.saturating_add(component as u32)
             }
         }
     }
@@ -391,7 +397,7 @@ impl SymbolBook {
                 let Series::Indicator { spec, .. } = o.series else {
                     continue;
                 };
-                let Some(Some(series)) = self.tfs.get_mut(tf_index(o.timeframe)) else {
+                let Some(Some(series)) = self.tfs.get_mut(o.timeframe.index()) else {
                     continue;
                 };
                 let Some(index) = series
@@ -589,7 +595,8 @@ impl SymbolBook {
                     at: step.now,
                 });
             }
-            let eligible = !alert.state.spent
+            let eligible = step.now.millis() >= alert.active_from
+                && !alert.state.spent
                 && !alert.state.expired
                 && (alert.trigger != TriggerMode::OncePerBarClose || base_closed)
                 && alert
@@ -705,7 +712,7 @@ fn snapshot(
         alert_id: alert.id.clone(),
         user_id: alert.def.user_id.clone(),
         symbol: *symbol,
-        timeframe: alert.base_tf,
+        timeframe: alert.base_tf(),
         bar_time,
         fired_at: now,
         conditions,

@@ -276,12 +276,18 @@ pub(crate) struct CompiledAlert {
     pub leaves: SmallVec<[Leaf; 1]>,
     /// Set only when the root group has nested groups.
     pub tree: Option<Box<Node>>,
-    pub base_tf: Timeframe,
+    /// Evaluation points before this time (ms) are not evaluated: data the alert predates.
+    pub active_from: i64,
     pub id: AlertId,
     pub def: Arc<AlertDefinition>,
 }
 
 impl CompiledAlert {
+    /// The alert's base timeframe.
+    pub fn base_tf(&self) -> Timeframe {
+        Timeframe::ALL[self.base as usize]
+    }
+
     #[inline]
     pub fn holds(&self, values: &[f64]) -> bool {
         match &self.tree {

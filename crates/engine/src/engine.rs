@@ -143,6 +143,18 @@ impl Engine {
     /// cannot make it fire twice on one bar); a `once` alert stays spent only if its
     /// definition is unchanged.
     pub fn upsert(&mut self, id: AlertId, def: Arc<AlertDefinition>) -> Result<(), EngineError> {
+        self.upsert_active_from(id, def, BarTime::from_millis(i64::MIN))
+    }
+
+    /// [`Engine::upsert`], for an alert that must not evaluate data before `from` (a live
+    /// runner passes the time the alert was saved, so the history a source sends for warm-up
+    /// fires nothing — and spends no `once` alert — while it still warms the indicators).
+    pub fn upsert_active_from(
+        &mut self,
+        id: AlertId,
+        def: Arc<AlertDefinition>,
+        from: BarTime,
+    ) -> Result<(), EngineError> {
         let mut state = self.pending.remove(&id).unwrap_or_default();
         if let Some(old) = self.remove_compiled(&id) {
             state = AlertState {
@@ -152,7 +164,9 @@ impl Engine {
             };
         }
         let symbol = def.symbol;
-        let result = self.book(symbol).add_alert(id.clone(), def, state);
+        let result = self
+            .book(symbol)
+            .add_alert(id.clone(), def, state, from.millis());
         if result.is_ok() {
             let number = match self.symbol_numbers.get(&symbol) {
                 Some(n) => *n,

@@ -536,3 +536,35 @@ fn channels_moving_pct_and_divergence() {
     want.sort();
     assert_eq!(fired, want);
 }
+
+#[test]
+fn an_alert_does_not_evaluate_data_it_predates() {
+    let mut e = engine();
+    let m1 = Timeframe::M1;
+    let def = alert(
+        m1,
+        TriggerMode::Once,
+        1,
+        vec![leaf("c", m1, close(m1), Test::Greater(Bound::Value(0.0)))],
+    );
+    let from = BarTime::from_millis(T0 + 10 * MIN);
+    assert!(
+        e.upsert_active_from(id("x"), std::sync::Arc::new(def), from)
+            .is_ok()
+    );
+    // History (bars closing up to 00:10) warms up but neither fires nor spends the `once` alert.
+    for m in 0..9 {
+        assert!(feed(&mut e, bar(T0 + m * MIN, 1.0), true).is_empty());
+    }
+    assert!(e.alert_state(&id("x")).is_some_and(|s| !s.spent));
+    let fired = feed(&mut e, bar(T0 + 9 * MIN, 1.0), true);
+    assert_eq!(
+        fired.len(),
+        1,
+        "the bar closing at 00:10 is the first it sees"
+    );
+    assert!(
+        feed(&mut e, bar(T0 + 10 * MIN, 1.0), true).is_empty(),
+        "spent"
+    );
+}

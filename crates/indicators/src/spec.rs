@@ -413,12 +413,6 @@ impl IndicatorSpec {
         self.params
     }
 
-    /// TA-Lib's lookback: bars consumed before the first value of the earliest component.
-    pub fn lookback(&self) -> usize {
-        use crate::Indicator;
-        crate::AnyIndicator::new(self).lookback()
-    }
-
     /// How many past bars an instance needs to be warm: enough for every component to have
     /// converged to TA-Lib's value from the same history (recursive indicators need more
     /// than their lookback; this is the engine's warm-up length).

@@ -69,10 +69,9 @@ pub enum RunnerError {
 
 /// What the runner knows about one loaded alert.
 struct Loaded {
-    symbol: Symbol,
     updated_at: DateTime<Utc>,
-    /// Bars closing before this are history for this alert (see `RunnerConfig::live_only`).
-    live_from: i64,
+    /// Closed feed bars it needs at start (computed once, at load).
+    warmup: usize,
     def: Arc<AlertDefinition>,
 }
 
@@ -218,17 +217,26 @@ impl Runner {
         let Ok(engine_id) = AlertId::new(&id.to_string()) else {
             return;
         };
-        let symbol = def.symbol;
         let def = Arc::new(def);
-        match self.engine.upsert(engine_id, Arc::clone(&def)) {
+        // With a live source, an alert evaluates only data newer than the alert itself: the
+        // warm-up history fires nothing.
+        let from = if self.config.live_only {
+            BarTime::from_millis(row.updated_at.timestamp_millis())
+        } else {
+            BarTime::from_millis(i64::MIN)
+        };
+        match self
+            .engine
+            .upsert_active_from(engine_id, Arc::clone(&def), from)
+        {
             Ok(()) => {
-                let live_from = row.updated_at.timestamp_millis();
+                let warmup =
+                    warmup_needed(&def, self.config.feed).max(self.config.history_bars.min(1_000));
                 self.alerts.insert(
                     id,
                     Loaded {
-                        symbol,
                         updated_at: row.updated_at,
-                        live_from,
+                        warmup,
                         def,
                     },
                 );
@@ -252,20 +260,13 @@ impl Runner {
     fn publish_wanted(&mut self) {
         let mut wanted = Wanted::new();
         for a in self.alerts.values() {
-            let need =
-                warmup_needed(&a.def, self.config.feed).max(self.config.history_bars.min(1_000));
-            let entry = wanted.entry(a.symbol).or_insert(0);
-            *entry = (*entry).max(need);
+            let entry = wanted.entry(a.def.symbol).or_insert(0);
+            *entry = (*entry).max(a.warmup);
         }
         metrics::gauge!(ALERTS_ACTIVE).set(self.alerts.len() as f64);
         for s in wanted.keys() {
             self.warm.entry(*s).or_insert(false);
         }
-        self.readiness.set(
-            wanted
-                .keys()
-                .all(|s| self.warm.get(s).copied().unwrap_or(false)),
-        );
         self.wanted.send_if_modified(|current| {
             if *current == wanted {
                 false
@@ -274,6 +275,17 @@ impl Runner {
                 true
             }
         });
+        self.update_readiness();
+    }
+
+    /// Ready once every wanted symbol has reported its warm-up done.
+    fn update_readiness(&self) {
+        let ready = self
+            .wanted
+            .borrow()
+            .keys()
+            .all(|s| self.warm.get(s).copied().unwrap_or(false));
+        self.readiness.set(ready);
     }
 
     /// Applies the store's changes since the last poll.
@@ -413,9 +425,6 @@ impl Runner {
                     }
                     for e in out.drain(..) {
                         match e {
-                            Event::Triggered(t) if self.is_history(&t) => {
-                                tracing::debug!(alert = %t.alert_id, bar_time = %t.bar_time, "fired on warm-up history; not recorded");
-                            }
                             Event::Triggered(t) => fired.push(t),
                             Event::Expired { alert_id, .. } => expired.push(alert_id),
                         }
@@ -423,18 +432,19 @@ impl Runner {
                 }
                 SourceEvent::Warm { symbol } => {
                     self.warm.insert(symbol, true);
-                    let ready = self.engine_wanted_all_warm();
-                    self.readiness.set(ready);
+                    self.update_readiness();
                 }
                 SourceEvent::Reconnected => metrics::counter!(RECONNECTS).increment(1),
             }
         }
         if !fired.is_empty() {
             let now = Utc::now();
-            let records: Vec<_> = fired
-                .iter()
-                .filter_map(|t| trigger_to_record(t, now))
-                .collect();
+            // Keep each record beside its trigger (a trigger that is not a stored alert's has
+            // no record).
+            let (fired, records): (Vec<_>, Vec<_>) = fired
+                .into_iter()
+                .filter_map(|t| trigger_to_record(&t, now).map(|r| (t, r)))
+                .unzip();
             let results = self.store.record_triggers(&records, now).await?;
             for (t, r) in fired.iter().zip(&results) {
                 match r {
@@ -465,20 +475,5 @@ impl Runner {
             }
         }
         Ok(())
-    }
-
-    fn is_history(&self, t: &alert_engine::Trigger) -> bool {
-        self.config.live_only
-            && Uuid::parse_str(t.alert_id.as_str())
-                .ok()
-                .and_then(|id| self.alerts.get(&id))
-                .is_some_and(|a| t.fired_at.millis() < a.live_from)
-    }
-
-    fn engine_wanted_all_warm(&self) -> bool {
-        self.wanted
-            .borrow()
-            .keys()
-            .all(|s| self.warm.get(s).copied().unwrap_or(false))
     }
 }
