@@ -6,40 +6,23 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use alert_core::{BarTime, CandleUpdate};
-use alert_engine::{Engine, EngineConfig, Event, Trigger};
+use alert_engine::{BarSnapshot, ConditionSnapshot, Engine, EngineConfig, Event, Trigger};
 use alert_marketdata::CandleReader;
 use anyhow::{Context, bail};
 use serde::Serialize;
 
 use crate::cli::BacktestArgs;
 
-/// One output line, as documented: times in epoch milliseconds.
+/// One output line, as documented: times in epoch milliseconds; conditions and bar as the
+/// engine's snapshot serialises them.
 #[derive(Serialize)]
 struct Line<'a> {
     alert_id: &'a str,
     symbol: &'a str,
     bar_time: i64,
     fired_at: i64,
-    conditions: BTreeMap<&'a str, ConditionLine>,
-    bar: Option<BarLine>,
-}
-
-#[derive(Serialize)]
-struct ConditionLine {
-    value: Option<f64>,
-    rhs: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rhs2: Option<f64>,
-    held: bool,
-}
-
-#[derive(Serialize)]
-struct BarLine {
-    open: f64,
-    high: f64,
-    low: f64,
-    close: f64,
-    volume: f64,
+    conditions: &'a BTreeMap<String, ConditionSnapshot>,
+    bar: Option<BarSnapshot>,
 }
 
 fn line(t: &Trigger) -> Line<'_> {
@@ -48,28 +31,8 @@ fn line(t: &Trigger) -> Line<'_> {
         symbol: t.symbol.as_str(),
         bar_time: t.bar_time.millis(),
         fired_at: t.fired_at.millis(),
-        conditions: t
-            .conditions
-            .iter()
-            .map(|(id, c)| {
-                (
-                    id.as_str(),
-                    ConditionLine {
-                        value: c.value,
-                        rhs: c.rhs,
-                        rhs2: c.rhs2,
-                        held: c.held,
-                    },
-                )
-            })
-            .collect(),
-        bar: t.bar.map(|b| BarLine {
-            open: b.open,
-            high: b.high,
-            low: b.low,
-            close: b.close,
-            volume: b.volume,
-        }),
+        conditions: &t.conditions,
+        bar: t.bar,
     }
 }
 
