@@ -4,11 +4,13 @@
 //! [`Symbol`] or [`Candle`] that exists is well formed.
 
 mod candle;
+mod rng;
 mod symbol;
 mod time;
 mod timeframe;
 
 pub use candle::{Candle, CandleError, CandleUpdate, PriceSource};
+pub use rng::SplitMix64;
 pub use symbol::{Symbol, SymbolError};
 pub use time::BarTime;
 pub use timeframe::{Timeframe, TimeframeError};

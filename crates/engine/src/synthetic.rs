@@ -12,32 +12,8 @@ use crate::definition::{
     Test, TriggerMode,
 };
 
-/// splitmix64: tiny, fast, and good enough to shape prices.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-}
+/// The generator behind the synthetic market and alert mix.
+pub type Rng = alert_core::SplitMix64;
 
 /// Symbols `SYM0000USDT`, `SYM0001USDT`, ...
 pub fn symbols(n: usize) -> Vec<Symbol> {

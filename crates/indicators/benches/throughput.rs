@@ -39,7 +39,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use alert_core::{BarTime, Candle, PriceSource};
+use alert_core::{BarTime, Candle, PriceSource, SplitMix64};
 use alert_indicators::Indicator;
 use alert_indicators::averages::{Ema, Macd, Sma, Wma};
 use alert_indicators::momentum::{Adx, Cci, Mfi, Roc, Rsi, Stoch, Willr};
@@ -62,28 +62,10 @@ struct Series {
     close: Vec<f64>,
 }
 
-/// splitmix64: a tiny, well-mixed, seedable generator; plenty for synthetic prices.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1].
-    fn unit(&mut self) -> f64 {
-        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Standard normal (Box–Muller; one of the pair is enough here).
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.unit(), self.unit());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
+/// Standard normal (Box–Muller; one of the pair is enough here).
+fn normal(rng: &mut SplitMix64) -> f64 {
+    let (u, v) = (1.0 - rng.unit(), rng.unit()); // u in (0, 1]: ln(u) is finite
+    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
 }
 
 /// A deterministic one-minute OHLCV series: a mean-reverting log-price random walk around
@@ -91,7 +73,7 @@ impl SplitMix64 {
 /// prices on a 0.01 tick (so equal closes and flat bars occur, as in real data) and
 /// log-normal volumes that rise with the size of the move.
 fn series() -> Series {
-    let mut rng = SplitMix64(0x00A1_E127_2026_0001);
+    let mut rng = SplitMix64::new(0x00A1_E127_2026_0001);
     let tick = |p: f64| (p * 100.0).round() / 100.0;
     let anchor = 100.0_f64.ln();
     let mut log_price = anchor;
@@ -99,17 +81,18 @@ fn series() -> Series {
     let mut prev_close = 100.0_f64;
     let mut ours = Vec::with_capacity(BARS);
     for i in 0..BARS {
-        log_vol_regime = 0.999 * log_vol_regime + 0.03 * rng.normal();
+        log_vol_regime = 0.999 * log_vol_regime + 0.03 * normal(&mut rng);
         let sigma = 0.0012 * log_vol_regime.exp();
-        log_price += -0.0002 * (log_price - anchor) + sigma * rng.normal();
-        let open = tick(prev_close * (1.0 + 0.1 * sigma * rng.normal())).max(0.01);
+        log_price += -0.0002 * (log_price - anchor) + sigma * normal(&mut rng);
+        let open = tick(prev_close * (1.0 + 0.1 * sigma * normal(&mut rng))).max(0.01);
         let close = tick(log_price.exp()).max(0.01);
         let body_high = open.max(close);
         let body_low = open.min(close);
-        let high = tick(body_high * (1.0 + 0.6 * sigma * rng.normal().abs())).max(body_high);
-        let low = tick(body_low * (1.0 - 0.6 * sigma * rng.normal().abs())).clamp(0.01, body_low);
+        let high = tick(body_high * (1.0 + 0.6 * sigma * normal(&mut rng).abs())).max(body_high);
+        let low =
+            tick(body_low * (1.0 - 0.6 * sigma * normal(&mut rng).abs())).clamp(0.01, body_low);
         let move_size = ((close - prev_close) / prev_close).abs() / sigma;
-        let volume = (1_000.0 * (0.8 * rng.normal()).exp() * (1.0 + move_size)).round();
+        let volume = (1_000.0 * (0.8 * normal(&mut rng)).exp() * (1.0 + move_size)).round();
         prev_close = close;
         ours.push(Candle {
             open_time: BarTime::from_millis(1_600_000_000_000 + i as i64 * 60_000),

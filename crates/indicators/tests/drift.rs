@@ -4,25 +4,12 @@
 
 use std::collections::VecDeque;
 
-use alert_core::{BarTime, Candle};
+use alert_core::{BarTime, Candle, SplitMix64};
 use alert_indicators::{AnyIndicator, Indicator, IndicatorSpec};
 
 const BARS: u64 = 10_000_000;
 const REGIME: u64 = 250_000;
 const CHECK_EVERY: u64 = 499_979; // prime, so checks land at different phases of regimes and days
-
-/// splitmix64: a small deterministic generator, so the test needs no data file.
-struct Rng(u64);
-
-impl Rng {
-    fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 #[test]
 fn ten_million_bars_equal_a_fresh_computation() {
@@ -46,7 +33,7 @@ fn ten_million_bars_equal_a_fresh_computation() {
     // Enough history for any window above, and for a whole UTC day of 1m bars (VWAP).
     let keep = 1_500usize;
     let mut history: VecDeque<Candle> = VecDeque::with_capacity(keep + 1);
-    let mut rng = Rng(42);
+    let mut rng = SplitMix64::new(42);
     let mut walk = 0.0f64;
     let mut checks = 0;
 
@@ -56,12 +43,12 @@ fn ten_million_bars_equal_a_fresh_computation() {
         } else {
             1e-3
         };
-        walk = (walk + (rng.next_f64() - 0.5) * 0.01).clamp(-1.0, 1.0);
+        walk = (walk + (rng.unit() - 0.5) * 0.01).clamp(-1.0, 1.0);
         let mid = base * walk.exp();
-        let spread = mid * 0.002 * rng.next_f64();
+        let spread = mid * 0.002 * rng.unit();
         let (open, close) = (
-            mid + spread * (rng.next_f64() - 0.5),
-            mid + spread * (rng.next_f64() - 0.5),
+            mid + spread * (rng.unit() - 0.5),
+            mid + spread * (rng.unit() - 0.5),
         );
         let bar = Candle {
             open_time: BarTime::from_millis(i as i64 * 60_000),
@@ -69,7 +56,7 @@ fn ten_million_bars_equal_a_fresh_computation() {
             high: open.max(close) + spread,
             low: open.min(close) - spread,
             close,
-            volume: base * 1e3 * rng.next_f64(),
+            volume: base * 1e3 * rng.unit(),
         };
         let values: Vec<_> = live.iter_mut().map(|ind| ind.update(&bar)).collect();
         history.push_back(bar);

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use alert_core::{BarTime, Candle, CandleUpdate, Symbol, Timeframe};
+use alert_core::{BarTime, Candle, CandleUpdate, SplitMix64, Symbol, Timeframe};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -49,24 +49,6 @@ impl SimulatedConfig {
     }
 }
 
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn unit(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Approximately standard normal (sum of uniforms).
-    fn normal(&mut self) -> f64 {
-        (0..6).map(|_| self.unit()).sum::<f64>() - 3.0
-    }
-}
-
 struct Walk {
     price: f64,
     vol: f64,
@@ -75,14 +57,14 @@ struct Walk {
 
 /// The deterministic price paths.
 pub struct Simulator {
-    rng: Rng,
+    rng: SplitMix64,
     walks: Vec<Walk>,
 }
 
 impl Simulator {
     pub fn new(config: &SimulatedConfig) -> Self {
         Self {
-            rng: Rng(config.seed),
+            rng: SplitMix64::new(config.seed),
             walks: config
                 .symbols
                 .iter()
