@@ -410,6 +410,22 @@ pub(crate) fn plan_triggers(batch: &[NewTrigger]) -> Vec<Plan> {
         .collect()
 }
 
+impl DeliveryCounts {
+    /// From `(status, count)` rows, as both backends' `GROUP BY status` gives them.
+    pub(crate) fn from_status_counts(rows: impl IntoIterator<Item = (String, i64)>) -> Self {
+        let mut c = Self::default();
+        for (status, n) in rows {
+            match status.as_str() {
+                "pending" => c.pending = n,
+                "delivered" => c.delivered = n,
+                "failed" => c.failed = n,
+                _ => c.cancelled += n,
+            }
+        }
+        c
+    }
+}
+
 pub(crate) fn from_millis(ms: i64) -> Option<DateTime<Utc>> {
     Utc.timestamp_millis_opt(ms).single()
 }

@@ -687,20 +687,11 @@ pub async fn redeliver(
 }
 
 pub async fn delivery_counts(pool: &SqlitePool) -> Result<DeliveryCounts, StoreError> {
-    let rows = sqlx::query("SELECT status, count(*) AS n FROM webhook_deliveries GROUP BY status")
-        .fetch_all(pool)
-        .await?;
-    let mut c = DeliveryCounts::default();
-    for r in &rows {
-        let (status, n): (String, i64) = (r.try_get("status")?, r.try_get("n")?);
-        match status.as_str() {
-            "pending" => c.pending = n,
-            "delivered" => c.delivered = n,
-            "failed" => c.failed = n,
-            _ => c.cancelled += n,
-        }
-    }
-    Ok(c)
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) AS n FROM webhook_deliveries GROUP BY status")
+            .fetch_all(pool)
+            .await?;
+    Ok(DeliveryCounts::from_status_counts(rows))
 }
 
 pub async fn last_fired_bars(pool: &SqlitePool) -> Result<Vec<(Uuid, DateTime<Utc>)>, StoreError> {
