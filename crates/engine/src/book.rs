@@ -275,12 +275,7 @@ impl SymbolBook {
                 };
                 if new {
                     // Only this indicator's values are new: write them, not the whole table.
-                    let comps = series.values_of(shared);
-                    for k in 0..shared.width as usize {
-                        if let Some(v) = self.values.get_mut(shared.slot as usize + k) {
-                            *v = comps.get(k).unwrap_or(f64::NAN);
-                        }
-                    }
+                    write_components(&mut self.values, shared, series.values_of(shared));
                 }
                 shared.slot.saturating_add(component as u32)
             }
@@ -570,12 +565,7 @@ impl SymbolBook {
                 None => self.values[base..base + SOURCES].fill(f64::NAN),
             }
             for shared in s.indicators.iter().flatten() {
-                let comps: Components = s.values_of(shared);
-                for k in 0..shared.width as usize {
-                    if let Some(v) = self.values.get_mut(shared.slot as usize + k) {
-                        *v = comps.get(k).unwrap_or(f64::NAN);
-                    }
-                }
+                write_components(&mut self.values, shared, s.values_of(shared));
             }
         }
     }
@@ -636,6 +626,18 @@ impl SymbolBook {
                 }
             }
         }
+    }
+}
+
+/// Writes an indicator's components into its value-table slots (NaN: no value).
+#[inline]
+fn write_components(values: &mut [f64], shared: &crate::series::Shared, comps: Components) {
+    let slots = values
+        .iter_mut()
+        .skip(shared.slot as usize)
+        .take(shared.width as usize);
+    for (k, v) in slots.enumerate() {
+        *v = comps.get(k).unwrap_or(f64::NAN);
     }
 }
 

@@ -41,9 +41,9 @@ pub struct RunnerConfig {
     pub max_batch: usize,
     /// An evaluation slower than this is logged with its symbol (the seeds' 200 ms).
     pub slow_evaluation: Duration,
-    /// Drop triggers on bars that closed before the alert was created or last changed: a new
-    /// alert does not fire on the history a live source sends for warm-up. Off for replays,
-    /// whose data is history by design.
+    /// An alert evaluates only data newer than itself (`Engine::upsert_active_from` with the
+    /// time it was saved), so the history a live source sends for warm-up fires nothing. Off
+    /// for replays, whose data is history by design.
     pub live_only: bool,
 }
 
