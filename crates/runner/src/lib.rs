@@ -196,10 +196,12 @@ impl Runner {
     }
 
     /// Parses and registers one stored alert; a bad one is logged and skipped.
+    /// Registers (or replaces: the engine keeps the bar it last fired on) a stored alert; an
+    /// inactive, unparsable or refused one is removed and logged.
     fn load(&mut self, row: AlertRow) {
         let id = row.id;
-        self.unload(id);
         if row.status != AlertStatus::Active {
+            self.unload(id);
             return;
         }
         let def = match alert_engine::parse::parse_alert(&row.definition) {
@@ -211,6 +213,7 @@ impl Runner {
             Err(e) => {
                 tracing::warn!(alert = %id, error = %e, "stored alert does not parse; skipped");
                 metrics::counter!(ERRORS, "kind" => "bad_alert").increment(1);
+                self.unload(id);
                 return;
             }
         };
@@ -242,6 +245,8 @@ impl Runner {
                 );
             }
             Err(e) => {
+                // The engine dropped any previous version of it.
+                self.alerts.remove(&id);
                 tracing::warn!(alert = %id, error = %e, "alert refused by the engine; skipped");
                 metrics::counter!(ERRORS, "kind" => "bad_alert").increment(1);
             }
