@@ -19,7 +19,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the whole system in one process: market data, the engine, trigger recording, and the
-    /// HTTP server (/healthz, /readyz, /metrics). With no configuration: SQLite in the working
+    /// HTTP server (/healthz, /readyz, /metrics, and POST /v1/candles with --source ingest).
+    /// With no configuration: SQLite in the working
     /// directory and a simulated market, with a demo user and example alerts.
     Serve(RunArgs),
     /// Run the runner only (market data → engine → store), without the HTTP server.
@@ -128,6 +129,10 @@ pub enum SourceKind {
     /// Binance spot: REST kline backfill, then WebSocket kline streams for the symbols the
     /// active alerts need.
     Binance,
+    /// Candles pushed over HTTP by a trusted client: `POST /v1/candles` with
+    /// `Authorization: Bearer <--service-key>` (serve only; needs --service-key). Bars of
+    /// --feed.
+    Ingest,
 }
 
 #[derive(Debug, Args)]
@@ -162,9 +167,14 @@ pub struct RunArgs {
     /// Loop the replay forever (times shifted forward each round).
     #[arg(long, env = "ALERT_REPLAY_LOOP")]
     pub replay_loop: bool,
-    /// The timeframe of the candles fed (replay files, or the Binance kline interval).
+    /// The timeframe of the candles fed (replay files, the Binance kline interval, or the
+    /// candles pushed to the ingest source).
     #[arg(long, env = "ALERT_FEED_TIMEFRAME", default_value = "1m", value_parser = parse_timeframe)]
     pub feed: alert_core::Timeframe,
+    /// The service key a client of `POST /v1/candles` sends as `Authorization: Bearer KEY`
+    /// (required with --source ingest; use a long random string, e.g. `openssl rand -hex 32`).
+    #[arg(long, env = "ALERT_SERVICE_KEY", hide_env_values = true)]
+    pub service_key: Option<String>,
     /// Binance REST base URL.
     #[arg(
         long,

@@ -261,3 +261,228 @@ fn serve_on_the_embedded_default_records_triggers_within_30_seconds() {
         "fired alerts are visible in the (JSON) log"
     );
 }
+
+/// An HTTP/1.1 POST of a JSON body; (status, body).
+fn http_post(port: u16, path: &str, auth: Option<&str>, body: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let auth = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// The value of a metric line starting with `series` (name and labels), if exported.
+fn metric(port: u16, series: &str) -> Option<f64> {
+    let (_, text) = http_get(port, "/metrics")?;
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn serve_refuses_ingest_without_a_service_key() {
+    let dir = tempdir("ingest-nokey");
+    let out = Command::new(BIN)
+        .args(["serve", "--source", "ingest", "--listen", "127.0.0.1:0"])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", dir.join("a.db").display()))
+        .env_remove("ALERT_SERVICE_KEY")
+        .output();
+    let Ok(out) = out else { panic!("spawn serve") };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "serve started without a key");
+    assert!(
+        stderr.contains("--source ingest needs a service key")
+            && stderr.contains("ALERT_SERVICE_KEY"),
+        "a clear message: {stderr}"
+    );
+    // `run` has no HTTP server to receive candles.
+    let out = Command::new(BIN)
+        .args(["run", "--source", "ingest", "--service-key", "k"])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", dir.join("b.db").display()))
+        .output();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.as_ref().is_ok_and(|o| !o.status.success()
+        && String::from_utf8_lossy(&o.stderr).contains("use `alert-runner serve`")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_ingest_fires_on_pushed_candles() {
+    const KEY: &str = "test-service-key-0123456789abcdef";
+    let dir = tempdir("ingest");
+    let db = dir.join("ingest.db");
+    let alerts = dir.join("alerts.json");
+    let written = std::fs::write(
+        &alerts,
+        r#"[{"name": "BTC above 100", "symbol": "BTCUSDT", "base_timeframe": "1m",
+             "conditions": [{"id": "p", "type": "price", "operator": ">", "compareWith": "value", "compareValue": 100}],
+             "action": {"type": "notify"}},
+            {"name": "ETH above 1", "symbol": "ETHUSDT", "base_timeframe": "1m",
+             "conditions": [{"id": "p", "type": "price", "operator": ">", "compareWith": "value", "compareValue": 1}],
+             "action": {"type": "notify"}}]"#,
+    );
+    assert!(written.is_ok());
+    import(&db, &alerts);
+
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args([
+            "serve",
+            "--source",
+            "ingest",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--poll-ms",
+            "100",
+            "--log-format",
+            "json",
+        ])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", db.display()))
+        .env("ALERT_SERVICE_KEY", KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        panic!("spawn serve")
+    };
+    let started = Instant::now();
+    let mut ready = false;
+    while started.elapsed() < Duration::from_secs(30) && !ready {
+        std::thread::sleep(Duration::from_millis(100));
+        ready = http_get(port, "/readyz").is_some_and(|(s, _)| s == 200);
+    }
+
+    let now = chrono::Utc::now().timestamp_millis();
+    let m0 = now - now.rem_euclid(60_000); // the current 1m bar: newer than the alert
+    let candle = |t: i64, close: f64, closed: bool| {
+        format!(
+            r#"{{"symbol":"BTCUSDT","open_time":{t},"open":{close},"high":{close},"low":{close},"close":{close},"volume":5,"closed":{closed}}}"#
+        )
+    };
+    let good = format!(
+        r#"{{"candles":[{},{}]}}"#,
+        candle(m0 - 60_000, 90.0, true),
+        candle(m0, 150.0, false)
+    );
+    let bearer = format!("Bearer {KEY}");
+
+    let no_key = http_post(port, "/v1/candles", None, &good);
+    let wrong_key = http_post(port, "/v1/candles", Some("Bearer not-the-key"), &good);
+    let prefix_key = http_post(
+        port,
+        "/v1/candles",
+        Some(&bearer[..bearer.len() - 1]),
+        &good,
+    );
+    let bad = format!(
+        r#"{{"candles":[{},{}]}}"#,
+        candle(m0 - 60_000, 90.0, true),
+        r#"{"symbol":"BTCUSDT","open_time":0,"open":1,"high":1,"low":2,"close":1,"volume":1}"#
+    );
+    let bad = http_post(port, "/v1/candles", Some(&bearer), &bad);
+    let accepted = http_post(port, "/v1/candles", Some(&bearer), &good);
+    // A retry of the same batch: the closed bar is a duplicate (skipped, counted), the
+    // in-progress update is fed again (no second trigger on the bar).
+    let again = http_post(port, "/v1/candles", Some(&bearer), &good);
+
+    let mut fired = false;
+    while started.elapsed() < Duration::from_secs(60) && !fired {
+        fired = metric(port, "alert_runner_triggers_total").is_some_and(|n| n >= 1.0);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let btc_gauge = metric(
+        port,
+        r#"alert_runner_alerts_active_by_symbol{symbol="BTCUSDT"}"#,
+    );
+    let other_gauge = metric(
+        port,
+        r#"alert_runner_alerts_active_by_symbol{symbol="other"}"#,
+    );
+    let rejected_total = metric(port, "alert_runner_candles_rejected_total");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let stopped = wait(&mut child, Duration::from_secs(20));
+    let got = recorded(&db).await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    assert!(
+        ready,
+        "/readyz turned ready (ingest symbols are warm at once)"
+    );
+    for (name, r) in [
+        ("no key", &no_key),
+        ("wrong key", &wrong_key),
+        ("a prefix of the key", &prefix_key),
+    ] {
+        let Some((status, body)) = r else {
+            panic!("{name}: no response")
+        };
+        assert_eq!(*status, 401, "{name}: {body}");
+        assert_eq!(
+            json(body),
+            serde_json::json!({"error": "unauthorized"}),
+            "{name}"
+        );
+    }
+    let Some((status, body)) = bad else {
+        panic!("no response")
+    };
+    assert_eq!(status, 400, "{body}");
+    let body = json(&body);
+    assert_eq!(body["errors"][0]["path"], "candles[1].high", "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("expected high >= low")),
+        "{body}"
+    );
+    let Some((status, body)) = accepted else {
+        panic!("no response")
+    };
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(json(&body)["accepted"], 2, "{body}");
+    let Some((status, body)) = again else {
+        panic!("no response")
+    };
+    assert_eq!(status, 202, "{body}");
+    let again = json(&body);
+    assert_eq!(
+        (again["accepted"].as_u64(), again["rejected"].as_u64()),
+        (Some(1), Some(1)),
+        "{body}"
+    );
+    assert_eq!(
+        again["rejections"][0]["path"], "candles[0].open_time",
+        "{body}"
+    );
+    assert!(fired, "the pushed candle fired the alert");
+    assert_eq!(btc_gauge, Some(1.0), "per-symbol gauge on /metrics");
+    assert_eq!(other_gauge, Some(0.0), "two symbols, well under the top 50");
+    assert!(
+        rejected_total.is_some_and(|n| n >= 1.0),
+        "{rejected_total:?}"
+    );
+    assert!(stopped, "SIGTERM stops serve with exit code 0");
+    let want: BTreeSet<(String, i64)> = [("BTC above 100".to_owned(), m0)].into();
+    assert_eq!(got, want, "exactly one trigger, on the current bar");
+}

@@ -5,16 +5,21 @@
 //! - [`source`]: the [`Source`] trait every live source implements (a task sending
 //!   [`SourceEvent`]s), with [`replay`] (candle files as a market) and [`simulated`] (the
 //!   embedded default's seeded market) here, and each exchange in a module of its own:
-//!   [`binance`] (REST backfill + WebSocket kline streams).
+//!   [`binance`] (REST backfill + WebSocket kline streams), and [`ingest`] (candles pushed
+//!   over HTTP by a trusted client).
 
 pub mod binance;
 pub mod candle_file;
+pub mod ingest;
 pub mod replay;
 pub mod simulated;
 pub mod source;
 
 pub use binance::{Binance, BinanceConfig};
 pub use candle_file::{CandleFileError, CandleFileFormat, CandleReader, read_candles};
+pub use ingest::{
+    BatchError, FieldError, Ingest, IngestCandle, IngestConfig, IngestHandle, PushError, Pushed,
+};
 pub use replay::{Replay, ReplayConfig};
 pub use simulated::{Simulated, SimulatedConfig};
 pub use source::{Source, SourceError, SourceEvent, Wanted};

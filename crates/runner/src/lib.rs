@@ -45,6 +45,9 @@ pub struct RunnerConfig {
     /// time it was saved), so the history a live source sends for warm-up fires nothing. Off
     /// for replays, whose data is history by design.
     pub live_only: bool,
+    /// `alert_runner_alerts_active_by_symbol` has a series for at most this many symbols (the
+    /// most alerted); the others are summed under `symbol="other"`.
+    pub alerts_by_symbol_top: usize,
 }
 
 impl Default for RunnerConfig {
@@ -56,6 +59,7 @@ impl Default for RunnerConfig {
             max_batch: 512,
             slow_evaluation: Duration::from_millis(200),
             live_only: true,
+            alerts_by_symbol_top: 50,
         }
     }
 }
@@ -108,6 +112,7 @@ pub struct Runner {
     watermark: DateTime<Utc>,
     readiness: Readiness,
     stats: RunnerStats,
+    by_symbol: metrics_names::ActiveBySymbol,
 }
 
 /// The closed bars of the feed timeframe an alert needs to be warm.
@@ -148,6 +153,7 @@ impl Runner {
             watermark: DateTime::<Utc>::MIN_UTC,
             readiness: readiness.clone(),
             stats: RunnerStats::default(),
+            by_symbol: Default::default(),
         };
         // What must survive a restart: the last bar each alert fired on.
         let mut state = EngineState::default();
@@ -268,7 +274,7 @@ impl Runner {
             let entry = wanted.entry(a.def.symbol).or_insert(0);
             *entry = (*entry).max(a.warmup);
         }
-        metrics::gauge!(ALERTS_ACTIVE).set(self.alerts.len() as f64);
+        self.publish_alert_gauges();
         for s in wanted.keys() {
             self.warm.entry(*s).or_insert(false);
         }
@@ -281,6 +287,17 @@ impl Runner {
             }
         });
         self.update_readiness();
+    }
+
+    /// Active alerts, total and per symbol (bounded); on alert changes, never per candle.
+    fn publish_alert_gauges(&mut self) {
+        metrics::gauge!(ALERTS_ACTIVE).set(self.alerts.len() as f64);
+        let mut counts = HashMap::new();
+        for a in self.alerts.values() {
+            *counts.entry(a.def.symbol).or_insert(0usize) += 1;
+        }
+        self.by_symbol
+            .publish(&counts, self.config.alerts_by_symbol_top);
     }
 
     /// Ready once every wanted symbol has reported its warm-up done.
@@ -473,11 +490,15 @@ impl Runner {
                 }
             }
         }
+        let expired_any = !expired.is_empty();
         for id in expired {
             if let Ok(uuid) = Uuid::parse_str(id.as_str()) {
                 self.store.expire_alert(uuid, Utc::now()).await?;
                 self.unload(uuid);
             }
+        }
+        if expired_any {
+            self.publish_alert_gauges();
         }
         Ok(())
     }

@@ -1,19 +1,28 @@
 //! `alert-runner serve` (everything in one process) and `alert-runner run` (the runner only):
-//! market data → engine → store, plus `/healthz`, `/readyz` and `/metrics` for `serve`.
+//! market data → engine → store, plus `/healthz`, `/readyz` and `/metrics` for `serve`, and
+//! `POST /v1/candles` with the ingest source.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use alert_marketdata::{Replay, ReplayConfig, Simulated, SimulatedConfig, Source};
-use alert_runtime::{Readiness, Runner, RunnerConfig};
+use alert_marketdata::ingest::MAX_CANDLES_PER_REQUEST;
+use alert_marketdata::{
+    Ingest, IngestConfig, IngestHandle, PushError, Replay, ReplayConfig, Simulated,
+    SimulatedConfig, Source,
+};
+use alert_runtime::{CANDLES_REJECTED, Readiness, Runner, RunnerConfig};
 use alert_store::{Limits, Store, StoreOptions};
 use anyhow::Context;
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +46,9 @@ pub fn init_logging(format: &str) {
         builder.try_init()
     };
 }
+
+/// Largest `POST /v1/candles` body.
+const MAX_INGEST_BODY: usize = 4 * 1024 * 1024;
 
 fn source(args: &RunArgs) -> anyhow::Result<Box<dyn Source>> {
     Ok(match args.source {
@@ -72,7 +84,141 @@ fn source(args: &RunArgs) -> anyhow::Result<Box<dyn Source>> {
             tracing::info!(rest = %config.rest_url, ws = %config.ws_url, interval = %config.interval, "market data: binance");
             Box::new(alert_marketdata::Binance::new(config))
         }
+        SourceKind::Ingest => anyhow::bail!("the ingest source is built by ingest_source"),
     })
+}
+
+/// With `--source ingest`: the source, and the state of `POST /v1/candles` (its handle and
+/// the service key, which is required).
+fn ingest_source(args: &RunArgs, http: bool) -> anyhow::Result<Option<(Ingest, IngestApi)>> {
+    if args.source != SourceKind::Ingest {
+        return Ok(None);
+    }
+    anyhow::ensure!(
+        http,
+        "--source ingest receives candles over HTTP (POST /v1/candles): use `alert-runner serve`"
+    );
+    let key = service_key(args)?;
+    let (source, handle) = Ingest::new(IngestConfig::new(args.feed));
+    Ok(Some((source, IngestApi { handle, key })))
+}
+
+/// The service key `--source ingest` requires.
+fn service_key(args: &RunArgs) -> anyhow::Result<Arc<str>> {
+    let key = args.service_key.as_deref().map(str::trim).unwrap_or("");
+    anyhow::ensure!(
+        !key.is_empty(),
+        "--source ingest needs a service key for POST /v1/candles: set ALERT_SERVICE_KEY (or --service-key) to a long random string, e.g. `openssl rand -hex 32`"
+    );
+    if key.len() < 16 {
+        tracing::warn!(
+            "the service key is shorter than 16 characters: use a long random string in production"
+        );
+    }
+    Ok(Arc::from(key))
+}
+
+/// State of the ingest endpoint.
+#[derive(Clone)]
+struct IngestApi {
+    handle: IngestHandle,
+    key: Arc<str>,
+}
+
+/// Whether `given` equals `key`, in time that depends only on the key's length (not on where
+/// the first difference is).
+fn same_key(given: &[u8], key: &[u8]) -> bool {
+    let mut diff = u8::from(given.len() != key.len());
+    for (i, k) in key.iter().enumerate() {
+        diff |= k ^ given.get(i).copied().unwrap_or(0);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// `Authorization: Bearer <service key>`, checked before the body is read.
+async fn require_service_key(State(api): State<IngestApi>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    if given.is_some_and(|token| same_key(token.as_bytes(), api.key.as_bytes())) {
+        return next.run(req).await;
+    }
+    tracing::warn!(
+        path = %req.uri().path(),
+        "ingest request refused: missing or wrong service key"
+    );
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        Json(serde_json::json!({"error": "unauthorized"})),
+    )
+        .into_response()
+}
+
+/// `POST /v1/candles`: validate the whole batch, then feed it (see `alert_marketdata::ingest`).
+async fn post_candles(
+    State(api): State<IngestApi>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => {
+            let error = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                format!(
+                    "the body is larger than {MAX_INGEST_BODY} bytes: send at most {MAX_CANDLES_PER_REQUEST} candles per request"
+                )
+            } else {
+                e.body_text()
+            };
+            return (e.status(), Json(serde_json::json!({ "error": error }))).into_response();
+        }
+    };
+    let candles = match api.handle.parse(&body) {
+        Ok(candles) => candles,
+        Err(e) => {
+            if e.invalid > 0 {
+                metrics::counter!(CANDLES_REJECTED).increment(e.invalid as u64);
+            }
+            tracing::warn!(error = %e.error, first = ?e.errors.first(), "ingest batch refused");
+            return (StatusCode::BAD_REQUEST, Json(e)).into_response();
+        }
+    };
+    match api.handle.push(candles).await {
+        Ok(pushed) => {
+            let rejected = pushed.rejected.len();
+            if rejected > 0 {
+                metrics::counter!(CANDLES_REJECTED).increment(rejected as u64);
+            }
+            let listed =
+                &pushed.rejected[..rejected.min(alert_marketdata::ingest::MAX_ERRORS_LISTED)];
+            (
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({
+                    "accepted": pushed.accepted,
+                    "rejected": rejected,
+                    "rejections": listed,
+                })),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            if e == PushError::Full {
+                tracing::warn!("ingest batch refused: the candle queue is full");
+            }
+            let mut headers = HeaderMap::new();
+            headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                headers,
+                Json(serde_json::json!({ "error": e.to_string() })),
+            )
+                .into_response()
+        }
+    }
 }
 
 /// Creates the demo user's example alerts on a fresh store (embedded default only).
@@ -153,6 +299,8 @@ pub fn run(args: &RunArgs, http: bool) -> anyhow::Result<()> {
 }
 
 async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
+    // Configuration errors first, before anything is opened.
+    let ingest = ingest_source(args, http)?;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
@@ -177,7 +325,10 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
         seed_demo(&store).await?;
     }
 
-    let source = source(args)?;
+    let (source, ingest): (Box<dyn Source>, _) = match ingest {
+        Some((source, api)) => (Box::new(source), Some(api)),
+        None => (source(args)?, None),
+    };
     let config = RunnerConfig {
         poll: Duration::from_millis(args.poll_ms.max(10)),
         feed: source.timeframe(),
@@ -188,13 +339,19 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     on_shutdown_signal(cancel.clone());
 
-    let (tx, rx) = mpsc::channel(4096);
+    // With ingest, the largest request fits whole, with room for the next.
+    let capacity = if ingest.is_some() {
+        2 * MAX_CANDLES_PER_REQUEST
+    } else {
+        4096
+    };
+    let (tx, rx) = mpsc::channel(capacity);
     let source_name = source.name();
     let source_task = tokio::spawn(source.run(tx, wanted, cancel.child_token()));
     let runner_task = tokio::spawn(runner.run(rx, cancel.clone()));
 
     let server = if http {
-        let app = Router::new()
+        let mut app = Router::new()
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .with_state(readiness)
@@ -202,6 +359,18 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
                 "/metrics",
                 get(move || std::future::ready(metrics.render())),
             );
+        if let Some(api) = ingest {
+            app = app.merge(
+                Router::new()
+                    .route("/v1/candles", post(post_candles))
+                    .layer(DefaultBodyLimit::max(MAX_INGEST_BODY))
+                    .route_layer(axum::middleware::from_fn_with_state(
+                        api.clone(),
+                        require_service_key,
+                    ))
+                    .with_state(api),
+            );
+        }
         let addr: SocketAddr = args
             .listen
             .parse()
@@ -209,7 +378,11 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
-        tracing::info!(%addr, "listening: /healthz /readyz /metrics");
+        if matches!(args.source, SourceKind::Ingest) {
+            tracing::info!(%addr, "listening: /healthz /readyz /metrics, POST /v1/candles");
+        } else {
+            tracing::info!(%addr, "listening: /healthz /readyz /metrics");
+        }
         let token = cancel.clone();
         Some(tokio::spawn(async move {
             axum::serve(listener, app)
