@@ -470,7 +470,7 @@ impl Runner {
             let results = self.store.record_triggers(&records, now).await?;
             for (t, r) in fired.iter().zip(&results) {
                 match r {
-                    alert_store::Recorded::New { trigger_id } => {
+                    alert_store::Recorded::New { trigger_id, .. } => {
                         self.stats.triggers_recorded += 1;
                         metrics::counter!(TRIGGERS).increment(1);
                         let message = t.render_message(t.fired_at).unwrap_or_default();

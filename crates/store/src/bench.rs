@@ -17,8 +17,8 @@ use sqlx::{AssertSqlSafe, Connection};
 use uuid::Uuid;
 
 use crate::{
-    AttemptOutcome, AttemptRecord, BackendKind, NewNotification, NewTrigger, NewWebhook, Recorded,
-    Store, StoreError, StoreOptions,
+    AttemptOutcome, AttemptRecord, BackendKind, DeliveryKind, NewDelivery, NewNotification,
+    NewTrigger, Recorded, Store, StoreError, StoreOptions,
 };
 
 /// How much work each phase does.
@@ -276,6 +276,7 @@ async fn run_on(scratch: &Scratch, sizes: BenchSizes) -> Result<BenchReport, Sto
         error: None,
         duration_ms: 25,
         outcome: AttemptOutcome::Delivered,
+        response: None,
     };
     let target = u64::from(sizes.deliveries);
     let started = Instant::now();
@@ -283,7 +284,7 @@ async fn run_on(scratch: &Scratch, sizes: BenchSizes) -> Result<BenchReport, Sto
     while completed < target {
         let limit = u64::from(sizes.claim_batch).min(target - completed) as u32;
         let claimed = store
-            .claim_deliveries(worker, limit, lease, done_at)
+            .claim_deliveries(worker, &DeliveryKind::ALL, limit, lease, done_at)
             .await?;
         if claimed.is_empty() {
             break;
@@ -344,9 +345,11 @@ fn bench_trigger(
             title: format!("{symbol} alert fired"),
             body: format!("{symbol} RSI 28.7 at 42250.75"),
         }),
-        webhooks: vec![NewWebhook {
+        deliveries: vec![NewDelivery {
             action_index: 0,
+            kind: DeliveryKind::Webhook,
             url: "https://example.com/hook".to_owned(),
+            secret: None,
             payload,
         }],
         symbol,

@@ -15,7 +15,7 @@
 //! [`bench`] measures the store on a scratch database (`alert-runner bench-store`).
 //!
 //! Migrations are embedded and idempotent ([`Store::migrate`]). A trigger is recorded with its
-//! notification and webhook outbox rows in one transaction, at most once per (alert, bar).
+//! notification and outbox rows in one transaction, at most once per (alert, bar).
 
 pub mod bench;
 mod error;
@@ -221,8 +221,8 @@ impl Store {
         }
     }
 
-    /// Replaces an alert's definition (and name, symbol, timeframe). `None` if it is not
-    /// `user`'s.
+    /// Replaces an alert's definition (and name, symbol, timeframe), enabling its disabled
+    /// webhook actions again (the user fixed them). `None` if it is not `user`'s.
     pub async fn update_alert(
         &self,
         user: Uuid,
@@ -255,9 +255,9 @@ impl Store {
         }
     }
 
-    /// Deletes an alert (its triggers, notifications and deliveries go with it) and leaves a
-    /// tombstone at `now` for [`Store::alert_changes`]. Returns whether it existed and was
-    /// `user`'s.
+    /// Deletes an alert (its triggers, notifications, deliveries and disabled webhook actions
+    /// go with it) and leaves a tombstone at `now` for [`Store::alert_changes`]. Returns
+    /// whether it existed and was `user`'s.
     pub async fn delete_alert(
         &self,
         user: Uuid,
@@ -346,8 +346,8 @@ impl Store {
         }
     }
 
-    /// Records triggers, each with its notification and webhook outbox rows, in one
-    /// transaction; one [`Recorded`] per trigger, in order. A trigger whose (alert, bar) is
+    /// Records triggers, each with its notification and outbox rows (webhooks, bot orders), in
+    /// one transaction; one [`Recorded`] per trigger, in order. A trigger whose (alert, bar) is
     /// already recorded (or earlier in the batch) writes nothing and is a
     /// [`Recorded::Duplicate`]. A trigger whose alert is deleted, no longer active (paused,
     /// spent, expired) or not `user_id`'s writes nothing and is [`Recorded::Skipped`]: the
@@ -389,21 +389,35 @@ impl Store {
 
     // ---- the outbox (service) -----------------------------------------------------------
 
-    /// Claims up to `limit` due deliveries for `worker` with a lease until `now + lease`.
-    /// A delivery whose lease expired (its worker crashed) is claimed again. On PostgreSQL
-    /// concurrent workers skip each other's rows (`FOR UPDATE SKIP LOCKED`).
+    /// Claims up to `limit` due deliveries of the given `kinds` (earliest due first) for
+    /// `worker` with a lease until `now + lease`; rows of other kinds stay pending (a process
+    /// without a bot handler leaves bot orders to one that has). A delivery whose lease
+    /// expired (its worker crashed) is claimed again. On PostgreSQL concurrent workers skip
+    /// each other's rows (`FOR UPDATE SKIP LOCKED`).
     pub async fn claim_deliveries(
         &self,
         worker: &str,
+        kinds: &[DeliveryKind],
         limit: u32,
         lease: Duration,
         now: DateTime<Utc>,
     ) -> Result<Vec<Delivery>, StoreError> {
+        let kinds: Vec<DeliveryKind> = DeliveryKind::ALL
+            .into_iter()
+            .filter(|k| kinds.contains(k))
+            .collect();
+        if kinds.is_empty() {
+            return Ok(Vec::new());
+        }
         let until = now
             + chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::seconds(60));
         match &self.backend {
-            Backend::Sqlite(p) => sqlite::claim_deliveries(p, worker, limit, now, until).await,
-            Backend::Postgres(p) => postgres::claim_deliveries(p, worker, limit, now, until).await,
+            Backend::Sqlite(p) => {
+                sqlite::claim_deliveries(p, worker, &kinds, limit, now, until).await
+            }
+            Backend::Postgres(p) => {
+                postgres::claim_deliveries(p, worker, &kinds, limit, now, until).await
+            }
         }
     }
 
@@ -420,6 +434,101 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(p) => sqlite::complete_delivery(p, id, worker, attempt, now).await,
             Backend::Postgres(p) => postgres::complete_delivery(p, id, worker, attempt, now).await,
+        }
+    }
+
+    /// Puts a delivery `worker` holds the lease of back in the queue until `until` without
+    /// counting an attempt (nothing was sent: say, the receiver's host has as many requests
+    /// in flight as it may). Returns `false` (writing nothing) if the lease was lost.
+    pub async fn defer_delivery(
+        &self,
+        id: Uuid,
+        worker: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::defer_delivery(p, id, worker, until, now).await,
+            Backend::Postgres(p) => postgres::defer_delivery(p, id, worker, until, now).await,
+        }
+    }
+
+    /// Disables webhook action `action_index` of alert `alert_id` (its receiver said 410
+    /// Gone), and in the same transaction cancels that action's pending deliveries (with
+    /// `reason` as their last error) but those a worker holds a live lease on: that worker
+    /// completes its own. Later claims of the action's deliveries say
+    /// [`Delivery::disabled`]. Disabling again updates the reason; a deleted alert is a no-op.
+    /// Replacing the alert ([`Store::update_alert`]) enables its webhooks again.
+    pub async fn disable_webhook(
+        &self,
+        alert_id: Uuid,
+        action_index: i32,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let reason = &*model::text_without_nul(reason);
+        match &self.backend {
+            Backend::Sqlite(p) => {
+                sqlite::disable_webhook(p, alert_id, action_index, reason, now).await
+            }
+            Backend::Postgres(p) => {
+                postgres::disable_webhook(p, alert_id, action_index, reason, now).await
+            }
+        }
+    }
+
+    /// The disabled webhook actions of `user`'s alert `alert_id` (none if it is not theirs),
+    /// by action index.
+    pub async fn disabled_webhooks(
+        &self,
+        user: Uuid,
+        alert_id: Uuid,
+    ) -> Result<Vec<DisabledWebhook>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::disabled_webhooks(p, user, alert_id).await,
+            Backend::Postgres(p) => postgres::disabled_webhooks(p, user, alert_id).await,
+        }
+    }
+
+    /// `user`'s webhook signing secrets, created as `candidate` if the user has none yet (two
+    /// concurrent calls create one, and both return it). The previous secret is returned
+    /// while its grace period after a rotation lasts (`previous_expires_at > now`). The
+    /// caller generates candidates: the store does no cryptography.
+    pub async fn webhook_secret(
+        &self,
+        user: Uuid,
+        candidate: &str,
+        now: DateTime<Utc>,
+    ) -> Result<WebhookSecrets, StoreError> {
+        let candidate = &*model::text_without_nul(candidate);
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::webhook_secret(p, user, candidate, now).await,
+            Backend::Postgres(p) => postgres::webhook_secret(p, user, candidate, now).await,
+        }
+    }
+
+    /// Rotates `user`'s webhook signing secret: `candidate` becomes current, the current one
+    /// becomes the previous one, valid until `now + grace` (the secret is created if the user
+    /// has none; there is no previous one then).
+    pub async fn rotate_webhook_secret(
+        &self,
+        user: Uuid,
+        candidate: &str,
+        grace: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<WebhookSecrets, StoreError> {
+        let candidate = &*model::text_without_nul(candidate);
+        let expires = chrono::Duration::from_std(grace)
+            .ok()
+            .and_then(|g| now.checked_add_signed(g))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        match &self.backend {
+            Backend::Sqlite(p) => {
+                sqlite::rotate_webhook_secret(p, user, candidate, expires, now).await
+            }
+            Backend::Postgres(p) => {
+                postgres::rotate_webhook_secret(p, user, candidate, expires, now).await
+            }
         }
     }
 

@@ -115,13 +115,58 @@ pub struct NewNotification {
     pub body: String,
 }
 
-/// One webhook to send for a trigger.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NewWebhook {
+/// What an outbox row delivers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryKind {
+    /// A signed HTTP request to the action's URL.
+    Webhook,
+    /// An order for a bot: the row's `url` is the bot id, its payload a JSON object.
+    Bot,
+}
+
+impl DeliveryKind {
+    pub const ALL: [Self; 2] = [Self::Webhook, Self::Bot];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::Bot => "bot",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    pub(crate) fn read(s: &str) -> Result<Self, StoreError> {
+        Self::parse(s).ok_or_else(|| StoreError::Corrupt(format!("delivery kind {s:?}")))
+    }
+}
+
+/// One outbox row to write with a trigger: a webhook to send or a bot order to place.
+#[derive(Clone, PartialEq)]
+pub struct NewDelivery {
     /// Index of the action in the alert's actions: with the trigger, the delivery's identity.
     pub action_index: i32,
+    pub kind: DeliveryKind,
+    /// The webhook's URL; for a bot order, the bot id.
     pub url: String,
+    /// The action's own signing secret (a webhook's `secret`), if it has one.
+    pub secret: Option<String>,
     pub payload: String,
+}
+
+impl std::fmt::Debug for NewDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewDelivery")
+            .field("action_index", &self.action_index)
+            .field("kind", &self.kind)
+            .field("url", &self.url)
+            .field("secret", &self.secret.as_ref().map(|_| REDACTED))
+            .field("payload", &self.payload)
+            .finish()
+    }
 }
 
 /// A trigger to record, with what it must dispatch.
@@ -134,7 +179,7 @@ pub struct NewTrigger {
     pub fired_at: DateTime<Utc>,
     pub snapshot: serde_json::Value,
     pub notification: Option<NewNotification>,
-    pub webhooks: Vec<NewWebhook>,
+    pub deliveries: Vec<NewDelivery>,
     /// A `once` alert: its status becomes `triggered`.
     pub spend: bool,
 }
@@ -144,6 +189,8 @@ pub struct NewTrigger {
 pub enum Recorded {
     New {
         trigger_id: Uuid,
+        /// The notification recorded with it, if the trigger had one.
+        notification_id: Option<Uuid>,
     },
     /// This (alert, bar) was already recorded, or is earlier in the same batch: nothing was
     /// written.
@@ -188,18 +235,43 @@ pub struct NotificationRow {
 }
 
 /// A claimed outbox row.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Delivery {
     pub id: Uuid,
     pub trigger_id: Uuid,
     pub alert_id: Uuid,
     pub user_id: Uuid,
     pub action_index: i32,
+    pub kind: DeliveryKind,
+    /// The webhook's URL; for a bot order, the bot id.
     pub url: String,
+    /// The action's own signing secret, if it has one (else the user's is used).
+    pub secret: Option<String>,
     pub payload: String,
     /// Attempts made before this one.
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
+    /// Its (alert, action) is disabled (a receiver said 410 Gone): cancel it, do not send.
+    pub disabled: bool,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("id", &self.id)
+            .field("trigger_id", &self.trigger_id)
+            .field("alert_id", &self.alert_id)
+            .field("user_id", &self.user_id)
+            .field("action_index", &self.action_index)
+            .field("kind", &self.kind)
+            .field("url", &self.url)
+            .field("secret", &self.secret.as_ref().map(|_| REDACTED))
+            .field("payload", &self.payload)
+            .field("attempts", &self.attempts)
+            .field("created_at", &self.created_at)
+            .field("disabled", &self.disabled)
+            .finish()
+    }
 }
 
 /// How an attempt ended, and what happens next.
@@ -223,6 +295,8 @@ pub struct AttemptRecord {
     pub error: Option<String>,
     pub duration_ms: i32,
     pub outcome: AttemptOutcome,
+    /// The start of the receiver's response body (the caller truncates it, to 1 KiB).
+    pub response: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -232,6 +306,7 @@ pub struct AttemptRow {
     pub status_code: Option<i32>,
     pub error: Option<String>,
     pub duration_ms: i32,
+    pub response_body: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -239,6 +314,8 @@ pub struct DeliveryRow {
     pub id: Uuid,
     pub trigger_id: Uuid,
     pub alert_id: Uuid,
+    /// `webhook` or `bot`.
+    pub kind: String,
     pub url: String,
     pub status: String,
     pub attempts: i32,
@@ -249,6 +326,34 @@ pub struct DeliveryRow {
     pub delivered_at: Option<DateTime<Utc>>,
     pub attempt_log: Vec<AttemptRow>,
 }
+
+/// A webhook action disabled because its receiver said 410 Gone (until the alert is replaced).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DisabledWebhook {
+    pub action_index: i32,
+    pub reason: String,
+    pub disabled_at: DateTime<Utc>,
+}
+
+/// A user's webhook signing secrets: the current one, and the previous one while it is still
+/// valid after a rotation (receivers may check either).
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookSecrets {
+    pub current: String,
+    pub previous: Option<String>,
+}
+
+impl std::fmt::Debug for WebhookSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSecrets")
+            .field("current", &REDACTED)
+            .field("previous", &self.previous.as_ref().map(|_| REDACTED))
+            .finish()
+    }
+}
+
+/// What `Debug` shows for a secret.
+const REDACTED: &str = "<redacted>";
 
 /// Outbox rows by status.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -329,10 +434,11 @@ impl NewTrigger {
                 .notification
                 .as_ref()
                 .is_some_and(|n| text_has_nul(&n.title) || text_has_nul(&n.body))
-            || self
-                .webhooks
-                .iter()
-                .any(|w| text_has_nul(&w.url) || text_has_nul(&w.payload))
+            || self.deliveries.iter().any(|w| {
+                text_has_nul(&w.url)
+                    || text_has_nul(&w.payload)
+                    || w.secret.as_deref().is_some_and(text_has_nul)
+            })
     }
 
     fn clean(&mut self) {
@@ -342,9 +448,12 @@ impl NewTrigger {
             clean_text(&mut n.title);
             clean_text(&mut n.body);
         }
-        for w in &mut self.webhooks {
+        for w in &mut self.deliveries {
             clean_text(&mut w.url);
             clean_text(&mut w.payload);
+            if let Some(secret) = &mut w.secret {
+                clean_text(secret);
+            }
         }
     }
 
@@ -363,16 +472,27 @@ impl NewTrigger {
 impl AttemptRecord {
     /// `self`, with NUL characters replaced (borrowed when there are none).
     pub(crate) fn without_nul(&self) -> std::borrow::Cow<'_, Self> {
-        match &self.error {
-            Some(e) if text_has_nul(e) => {
-                let mut a = self.clone();
-                if let Some(e) = &mut a.error {
-                    clean_text(e);
-                }
-                std::borrow::Cow::Owned(a)
-            }
-            _ => std::borrow::Cow::Borrowed(self),
+        if self.error.as_deref().is_some_and(text_has_nul)
+            || self.response.as_deref().is_some_and(text_has_nul)
+        {
+            let mut a = self.clone();
+            a.error
+                .iter_mut()
+                .chain(a.response.iter_mut())
+                .for_each(clean_text);
+            std::borrow::Cow::Owned(a)
+        } else {
+            std::borrow::Cow::Borrowed(self)
         }
+    }
+}
+
+/// `s`, with NUL characters replaced (borrowed when there are none).
+pub(crate) fn text_without_nul(s: &str) -> std::borrow::Cow<'_, str> {
+    if text_has_nul(s) {
+        std::borrow::Cow::Owned(s.replace('\0', REPLACEMENT))
+    } else {
+        std::borrow::Cow::Borrowed(s)
     }
 }
 
@@ -447,7 +567,7 @@ mod tests {
             fired_at: from_millis(bar).unwrap_or_default(),
             snapshot: serde_json::Value::Null,
             notification: None,
-            webhooks: Vec::new(),
+            deliveries: Vec::new(),
             spend,
         }
     }

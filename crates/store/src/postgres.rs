@@ -15,8 +15,9 @@ use uuid::Uuid;
 use crate::model::{Plan, page, plan_triggers};
 use crate::{
     AlertChanges, AlertQuery, AlertRow, AlertStatus, AttemptOutcome, AttemptRecord, AttemptRow,
-    Delivery, DeliveryCounts, DeliveryRow, Limits, NewAlert, NewTrigger, NotificationRow, Recorded,
-    StoreError, TriggerQuery, TriggerRow,
+    Delivery, DeliveryCounts, DeliveryKind, DeliveryRow, DisabledWebhook, Limits, NewAlert,
+    NewDelivery, NewTrigger, NotificationRow, Recorded, StoreError, TriggerQuery, TriggerRow,
+    WebhookSecrets,
 };
 
 /// A transaction as `user`: role `authenticated`, `request.jwt.claims` = {"sub": user}.
@@ -183,6 +184,12 @@ pub async fn update_alert(
     .fetch_optional(&mut *tx)
     .await?;
     let updated = row.as_ref().map(alert_row).transpose()?;
+    // A replaced alert's webhooks are enabled again: the user has fixed them.
+    sqlx::query("DELETE FROM disabled_webhooks WHERE alert_id = $1 AND user_id = $2")
+        .bind(id)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(updated)
 }
@@ -390,6 +397,7 @@ pub async fn list_deliveries(
                 status_code: a.try_get("status_code")?,
                 error: a.try_get("error")?,
                 duration_ms: a.try_get("duration_ms")?,
+                response_body: a.try_get("response_body")?,
             });
     }
     rows.iter()
@@ -399,6 +407,7 @@ pub async fn list_deliveries(
                 id,
                 trigger_id: r.try_get("trigger_id")?,
                 alert_id: r.try_get("alert_id")?,
+                kind: r.try_get("kind")?,
                 url: r.try_get("url")?,
                 status: r.try_get("status")?,
                 attempts: r.try_get("attempts")?,
@@ -452,14 +461,17 @@ pub async fn alert_changes(pool: &PgPool, from: DateTime<Utc>) -> Result<AlertCh
 /// batch: it locks the batch's live alerts in id order (concurrent writers of overlapping
 /// batches cannot deadlock, and while they are held nobody else records, pauses, spends or
 /// deletes them), inserts the triggers of live alerts (`ON CONFLICT DO NOTHING`: a stored
-/// (alert, bar) is a duplicate), their notifications and webhook deliveries, and counts the
+/// (alert, bar) is a duplicate), their notifications (with the ids the caller chose) and
+/// outbox rows, and counts the
 /// firings on the alerts. It returns one state per planned trigger: 0 new, 1 duplicate,
 /// 2 skipped.
 const RECORD_TRIGGERS: &str = "\
 WITH input AS (
     SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[],
-                         $6::timestamptz[], $7::text[], $8::bool[], $9::bool[], $10::text[], $11::text[])
-        AS t(id, alert_id, user_id, symbol, bar_time, fired_at, snapshot, spend, blocked, title, body)
+                         $6::timestamptz[], $7::text[], $8::bool[], $9::bool[], $10::text[], $11::text[],
+                         $12::uuid[])
+        AS t(id, alert_id, user_id, symbol, bar_time, fired_at, snapshot, spend, blocked, title, body,
+             note_id)
 ),
 locked AS MATERIALIZED (
     SELECT id, user_id FROM alerts WHERE id = ANY($2) AND status = 'active'
@@ -467,7 +479,7 @@ locked AS MATERIALIZED (
 ),
 ins AS (
     INSERT INTO alert_triggers (id, alert_id, user_id, symbol, bar_time, fired_at, snapshot, created_at)
-    SELECT i.id, i.alert_id, i.user_id, i.symbol, i.bar_time, i.fired_at, i.snapshot::jsonb, $16
+    SELECT i.id, i.alert_id, i.user_id, i.symbol, i.bar_time, i.fired_at, i.snapshot::jsonb, $19
     FROM input i JOIN locked l ON l.id = i.alert_id AND l.user_id = i.user_id
     WHERE NOT i.blocked
     ON CONFLICT (alert_id, bar_time) DO NOTHING
@@ -475,21 +487,23 @@ ins AS (
 ),
 notes AS (
     INSERT INTO notifications (id, user_id, alert_id, trigger_id, title, body, created_at)
-    SELECT gen_random_uuid(), i.user_id, i.alert_id, i.id, i.title, i.body, $16
-    FROM input i JOIN ins USING (id) WHERE i.title IS NOT NULL
+    SELECT i.note_id, i.user_id, i.alert_id, i.id, i.title, i.body, $19
+    FROM input i JOIN ins USING (id) WHERE i.note_id IS NOT NULL
 ),
 hooks AS (
-    INSERT INTO webhook_deliveries (id, trigger_id, alert_id, user_id, action_index, url, payload,
-                                    next_attempt_at, created_at, updated_at)
-    SELECT gen_random_uuid(), h.trigger_id, i.alert_id, i.user_id, h.action_index, h.url, h.payload, $16, $16, $16
-    FROM UNNEST($12::uuid[], $13::int[], $14::text[], $15::text[]) AS h(trigger_id, action_index, url, payload)
+    INSERT INTO webhook_deliveries (id, trigger_id, alert_id, user_id, action_index, kind, url, secret,
+                                    payload, next_attempt_at, created_at, updated_at)
+    SELECT gen_random_uuid(), h.trigger_id, i.alert_id, i.user_id, h.action_index, h.kind, h.url, h.secret,
+           h.payload, $19, $19, $19
+    FROM UNNEST($13::uuid[], $14::int[], $15::text[], $16::text[], $17::text[], $18::text[])
+        AS h(trigger_id, action_index, kind, url, secret, payload)
     JOIN input i ON i.id = h.trigger_id JOIN ins ON ins.id = h.trigger_id
 ),
 fired AS (
     UPDATE alerts a SET fire_count = a.fire_count + x.n,
         last_fired_at = greatest(a.last_fired_at, x.last),
         status = CASE WHEN x.spend THEN 'triggered' ELSE a.status END,
-        updated_at = CASE WHEN x.spend THEN $16 ELSE a.updated_at END
+        updated_at = CASE WHEN x.spend THEN $19 ELSE a.updated_at END
     FROM (SELECT ins.alert_id, count(*) AS n, max(ins.fired_at) AS last, bool_or(i.spend) AS spend
           FROM ins JOIN input i USING (id) GROUP BY ins.alert_id) AS x
     WHERE a.id = x.alert_id
@@ -501,6 +515,18 @@ SELECT i.id,
          ELSE 2 END AS state
 FROM input i LEFT JOIN ins USING (id) LEFT JOIN locked l ON l.id = i.alert_id AND l.user_id = i.user_id";
 
+/// A trigger the statement decides on.
+struct Todo {
+    /// Index in the batch.
+    at: usize,
+    /// The trigger's id if it is new.
+    id: Uuid,
+    /// An earlier trigger of the batch spent its alert: never new.
+    blocked: bool,
+    /// Its notification's id, if it has one.
+    note: Option<Uuid>,
+}
+
 pub async fn record_triggers(
     pool: &PgPool,
     batch: &[NewTrigger],
@@ -508,68 +534,59 @@ pub async fn record_triggers(
 ) -> Result<Vec<Recorded>, StoreError> {
     let plan = plan_triggers(batch);
     let mut out: Vec<Recorded> = vec![Recorded::Duplicate; batch.len()];
-    // Triggers the statement decides on, with the id each gets if it is new.
-    let mut todo: Vec<(usize, Uuid, bool)> = Vec::with_capacity(batch.len());
-    for (i, p) in plan.iter().enumerate() {
-        match p {
-            Plan::Insert(id) => todo.push((i, *id, false)),
-            Plan::Blocked => todo.push((i, Uuid::new_v4(), true)),
-            Plan::Duplicate => {}
-        }
+    let mut todo: Vec<Todo> = Vec::with_capacity(batch.len());
+    for (at, p) in plan.iter().enumerate() {
+        let (id, blocked) = match p {
+            Plan::Insert(id) => (*id, false),
+            Plan::Blocked => (Uuid::new_v4(), true),
+            Plan::Duplicate => continue,
+        };
+        let note = (!blocked && batch[at].notification.is_some()).then(Uuid::new_v4);
+        todo.push(Todo {
+            at,
+            id,
+            blocked,
+            note,
+        });
     }
     if todo.is_empty() {
         return Ok(out);
     }
-    let hooks: Vec<(Uuid, &crate::NewWebhook)> = todo
+    let hooks: Vec<(Uuid, &NewDelivery)> = todo
         .iter()
-        .filter(|(_, _, blocked)| !blocked)
-        .flat_map(|(i, id, _)| batch[*i].webhooks.iter().map(move |w| (*id, w)))
+        .filter(|x| !x.blocked)
+        .flat_map(|x| batch[x.at].deliveries.iter().map(move |w| (x.id, w)))
         .collect();
-    let t = |i: &usize| &batch[*i];
+    let t = |x: &Todo| &batch[x.at];
     let states: Vec<(Uuid, i32)> = sqlx::query_as(RECORD_TRIGGERS)
-        .bind(todo.iter().map(|(_, id, _)| *id).collect::<Vec<_>>())
+        .bind(todo.iter().map(|x| x.id).collect::<Vec<_>>())
+        .bind(todo.iter().map(|x| t(x).alert_id).collect::<Vec<_>>())
+        .bind(todo.iter().map(|x| t(x).user_id).collect::<Vec<_>>())
         .bind(
             todo.iter()
-                .map(|(i, _, _)| t(i).alert_id)
+                .map(|x| t(x).symbol.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(todo.iter().map(|x| t(x).bar_time).collect::<Vec<_>>())
+        .bind(todo.iter().map(|x| t(x).fired_at).collect::<Vec<_>>())
+        .bind(
+            todo.iter()
+                .map(|x| t(x).snapshot.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .bind(todo.iter().map(|x| t(x).spend).collect::<Vec<_>>())
+        .bind(todo.iter().map(|x| x.blocked).collect::<Vec<_>>())
+        .bind(
+            todo.iter()
+                .map(|x| t(x).notification.as_ref().map(|n| n.title.as_str()))
                 .collect::<Vec<_>>(),
         )
         .bind(
             todo.iter()
-                .map(|(i, _, _)| t(i).user_id)
+                .map(|x| t(x).notification.as_ref().map(|n| n.body.as_str()))
                 .collect::<Vec<_>>(),
         )
-        .bind(
-            todo.iter()
-                .map(|(i, _, _)| t(i).symbol.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            todo.iter()
-                .map(|(i, _, _)| t(i).bar_time)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            todo.iter()
-                .map(|(i, _, _)| t(i).fired_at)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            todo.iter()
-                .map(|(i, _, _)| t(i).snapshot.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .bind(todo.iter().map(|(i, _, _)| t(i).spend).collect::<Vec<_>>())
-        .bind(todo.iter().map(|(_, _, b)| *b).collect::<Vec<_>>())
-        .bind(
-            todo.iter()
-                .map(|(i, _, _)| t(i).notification.as_ref().map(|n| n.title.as_str()))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            todo.iter()
-                .map(|(i, _, _)| t(i).notification.as_ref().map(|n| n.body.as_str()))
-                .collect::<Vec<_>>(),
-        )
+        .bind(todo.iter().map(|x| x.note).collect::<Vec<_>>())
         .bind(hooks.iter().map(|(id, _)| *id).collect::<Vec<_>>())
         .bind(
             hooks
@@ -580,7 +597,19 @@ pub async fn record_triggers(
         .bind(
             hooks
                 .iter()
+                .map(|(_, w)| w.kind.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            hooks
+                .iter()
                 .map(|(_, w)| w.url.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            hooks
+                .iter()
+                .map(|(_, w)| w.secret.as_deref())
                 .collect::<Vec<_>>(),
         )
         .bind(
@@ -593,14 +622,18 @@ pub async fn record_triggers(
         .fetch_all(pool)
         .await?;
     let states: HashMap<Uuid, i32> = states.into_iter().collect();
-    for (i, id, _) in &todo {
-        out[*i] = match states.get(id) {
-            Some(0) => Recorded::New { trigger_id: *id },
+    for x in &todo {
+        out[x.at] = match states.get(&x.id) {
+            Some(0) => Recorded::New {
+                trigger_id: x.id,
+                notification_id: x.note,
+            },
             Some(1) => Recorded::Duplicate,
             Some(2) => Recorded::Skipped,
             other => {
                 return Err(StoreError::Corrupt(format!(
-                    "record_triggers: state {other:?} for trigger {id}"
+                    "record_triggers: state {other:?} for trigger {}",
+                    x.id
                 )));
             }
         };
@@ -620,39 +653,58 @@ pub async fn expire_alert(pool: &PgPool, id: Uuid, now: DateTime<Utc>) -> Result
 }
 
 fn delivery(r: &PgRow) -> Result<Delivery, StoreError> {
+    let kind: String = r.try_get("kind")?;
     Ok(Delivery {
         id: r.try_get("id")?,
         trigger_id: r.try_get("trigger_id")?,
         alert_id: r.try_get("alert_id")?,
         user_id: r.try_get("user_id")?,
         action_index: r.try_get("action_index")?,
+        kind: DeliveryKind::read(&kind)?,
         url: r.try_get("url")?,
+        secret: r.try_get("secret")?,
         payload: r.try_get("payload")?,
         attempts: r.try_get("attempts")?,
         created_at: r.try_get("created_at")?,
+        disabled: r.try_get("disabled")?,
     })
 }
+
+/// Per kind, the earliest due rows (an ordered scan of the (kind, next_attempt_at) index that
+/// skips rows other claims hold locked); of those, the earliest `limit` are leased.
+const CLAIM_DELIVERIES: &str = "\
+UPDATE webhook_deliveries d SET leased_until = $1, lease_owner = $2, updated_at = $3
+FROM (
+    SELECT c.id FROM UNNEST($5::text[]) AS k(kind)
+    CROSS JOIN LATERAL (
+        SELECT id, next_attempt_at FROM webhook_deliveries
+        WHERE status = 'pending' AND kind = k.kind AND next_attempt_at <= $3
+          AND (leased_until IS NULL OR leased_until <= $3)
+        ORDER BY next_attempt_at LIMIT $4
+        FOR UPDATE SKIP LOCKED
+    ) c
+    ORDER BY c.next_attempt_at LIMIT $4
+) picked
+WHERE d.id = picked.id
+RETURNING d.*, EXISTS (SELECT 1 FROM disabled_webhooks w
+                       WHERE w.alert_id = d.alert_id AND w.action_index = d.action_index) AS disabled";
 
 pub async fn claim_deliveries(
     pool: &PgPool,
     worker: &str,
+    kinds: &[DeliveryKind],
     limit: u32,
     now: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Result<Vec<Delivery>, StoreError> {
-    let rows = sqlx::query(
-        "UPDATE webhook_deliveries SET leased_until = $1, lease_owner = $2, updated_at = $3 \
-         WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $3 \
-                      AND (leased_until IS NULL OR leased_until <= $3) ORDER BY next_attempt_at LIMIT $4 \
-                      FOR UPDATE SKIP LOCKED) \
-         RETURNING *",
-    )
-    .bind(until)
-    .bind(worker)
-    .bind(now)
-    .bind(page(limit))
-    .fetch_all(pool)
-    .await?;
+    let rows = sqlx::query(CLAIM_DELIVERIES)
+        .bind(until)
+        .bind(worker)
+        .bind(now)
+        .bind(page(limit))
+        .bind(kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>())
+        .fetch_all(pool)
+        .await?;
     rows.iter().map(delivery).collect()
 }
 
@@ -677,8 +729,8 @@ pub async fn complete_delivery(
                  delivered_at = CASE WHEN $1 = 'delivered' THEN $5 ELSE delivered_at END \
              WHERE id = $6 AND lease_owner = $7 AND status = 'pending' \
              RETURNING id, attempts, user_id) \
-         INSERT INTO webhook_attempts (delivery_id, user_id, attempt, attempted_at, status_code, error, duration_ms) \
-         SELECT id, user_id, attempts, $5, $3, $4, $8 FROM done RETURNING attempt",
+         INSERT INTO webhook_attempts (delivery_id, user_id, attempt, attempted_at, status_code, error, duration_ms, response_body) \
+         SELECT id, user_id, attempts, $5, $3, $4, $8, $9 FROM done RETURNING attempt",
     )
     .bind(status)
     .bind(next)
@@ -688,9 +740,151 @@ pub async fn complete_delivery(
     .bind(id)
     .bind(worker)
     .bind(a.duration_ms)
+    .bind(a.response.as_deref())
     .fetch_optional(pool)
     .await?;
     Ok(recorded.is_some())
+}
+
+pub async fn defer_delivery(
+    pool: &PgPool,
+    id: Uuid,
+    worker: &str,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE webhook_deliveries SET next_attempt_at = $1, leased_until = NULL, lease_owner = NULL, \
+         updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND status = 'pending'",
+    )
+    .bind(until)
+    .bind(now)
+    .bind(id)
+    .bind(worker)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// One statement: the disabled action (for the alert's user, if the alert exists) and, only
+/// then, its pending deliveries cancelled, but those under a live lease (their worker
+/// completes them).
+const DISABLE_WEBHOOK: &str = "\
+WITH disabled AS (
+    INSERT INTO disabled_webhooks (alert_id, action_index, user_id, reason, disabled_at)
+    SELECT id, $2, user_id, $3, $4 FROM alerts WHERE id = $1
+    ON CONFLICT (alert_id, action_index)
+        DO UPDATE SET reason = excluded.reason, disabled_at = excluded.disabled_at
+    RETURNING alert_id
+)
+UPDATE webhook_deliveries d SET status = 'cancelled', last_error = $3, leased_until = NULL,
+    lease_owner = NULL, updated_at = $4
+FROM disabled
+WHERE d.alert_id = disabled.alert_id AND d.action_index = $2 AND d.status = 'pending'
+  AND (d.leased_until IS NULL OR d.leased_until <= $4)";
+
+pub async fn disable_webhook(
+    pool: &PgPool,
+    alert_id: Uuid,
+    action_index: i32,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(DISABLE_WEBHOOK)
+        .bind(alert_id)
+        .bind(action_index)
+        .bind(reason)
+        .bind(now)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn disabled_webhooks(
+    pool: &PgPool,
+    user: Uuid,
+    alert_id: Uuid,
+) -> Result<Vec<DisabledWebhook>, StoreError> {
+    let mut tx = as_user(pool, user).await?;
+    let rows = sqlx::query(
+        "SELECT action_index, reason, disabled_at FROM disabled_webhooks \
+         WHERE alert_id = $1 AND user_id = $2 ORDER BY action_index",
+    )
+    .bind(alert_id)
+    .bind(user)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DisabledWebhook {
+                action_index: r.try_get("action_index")?,
+                reason: r.try_get("reason")?,
+                disabled_at: r.try_get("disabled_at")?,
+            })
+        })
+        .collect()
+}
+
+fn secrets(r: &PgRow, now: DateTime<Utc>) -> Result<WebhookSecrets, StoreError> {
+    let expires: Option<DateTime<Utc>> = r.try_get("previous_expires_at")?;
+    let previous: Option<String> = r.try_get("previous_secret")?;
+    Ok(WebhookSecrets {
+        current: r.try_get("secret")?,
+        previous: previous.filter(|_| expires.is_some_and(|e| e > now)),
+    })
+}
+
+pub async fn webhook_secret(
+    pool: &PgPool,
+    user: Uuid,
+    candidate: &str,
+    now: DateTime<Utc>,
+) -> Result<WebhookSecrets, StoreError> {
+    let mut tx = as_user(pool, user).await?;
+    // Two statements: after a concurrent creator's insert wins the conflict, the second
+    // statement's snapshot sees its row.
+    sqlx::query(
+        "INSERT INTO webhook_secrets (user_id, secret, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (user_id) DO NOTHING",
+    )
+    .bind(user)
+    .bind(candidate)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let row = sqlx::query(
+        "SELECT secret, previous_secret, previous_expires_at FROM webhook_secrets WHERE user_id = $1",
+    )
+    .bind(user)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    secrets(&row, now)
+}
+
+pub async fn rotate_webhook_secret(
+    pool: &PgPool,
+    user: Uuid,
+    candidate: &str,
+    expires: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<WebhookSecrets, StoreError> {
+    let mut tx = as_user(pool, user).await?;
+    let row = sqlx::query(
+        "INSERT INTO webhook_secrets (user_id, secret, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (user_id) DO UPDATE SET previous_secret = webhook_secrets.secret, \
+             previous_expires_at = $4, secret = excluded.secret, rotated_at = $3 \
+         RETURNING secret, previous_secret, previous_expires_at",
+    )
+    .bind(user)
+    .bind(candidate)
+    .bind(now)
+    .bind(expires)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    secrets(&row, now)
 }
 
 pub async fn redeliver(

@@ -14,8 +14,8 @@ use uuid::Uuid;
 use crate::model::{Plan, from_millis, page, plan_triggers};
 use crate::{
     AlertChanges, AlertQuery, AlertRow, AlertStatus, AttemptOutcome, AttemptRecord, AttemptRow,
-    Delivery, DeliveryCounts, DeliveryRow, Limits, NewAlert, NewTrigger, NotificationRow, Recorded,
-    StoreError, TriggerQuery, TriggerRow,
+    Delivery, DeliveryCounts, DeliveryKind, DeliveryRow, DisabledWebhook, Limits, NewAlert,
+    NewTrigger, NotificationRow, Recorded, StoreError, TriggerQuery, TriggerRow, WebhookSecrets,
 };
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -205,6 +205,12 @@ pub async fn update_alert(
     .fetch_optional(&mut *tx)
     .await?;
     let updated = row.as_ref().map(alert_row).transpose()?;
+    // A replaced alert's webhooks are enabled again: the user has fixed them.
+    sqlx::query("DELETE FROM disabled_webhooks WHERE alert_id = ? AND user_id = ?")
+        .bind(id.to_string())
+        .bind(user.to_string())
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(updated)
 }
@@ -380,6 +386,7 @@ pub async fn list_deliveries(
             id,
             trigger_id: uuid(r, "trigger_id")?,
             alert_id: uuid(r, "alert_id")?,
+            kind: r.try_get("kind")?,
             url: r.try_get("url")?,
             status: r.try_get("status")?,
             attempts: r.try_get("attempts")?,
@@ -397,6 +404,7 @@ pub async fn list_deliveries(
                         status_code: a.try_get("status_code")?,
                         error: a.try_get("error")?,
                         duration_ms: a.try_get("duration_ms")?,
+                        response_body: a.try_get("response_body")?,
                     })
                 })
                 .collect::<Result<_, StoreError>>()?,
@@ -511,11 +519,14 @@ pub async fn record_triggers(
             out.push(Recorded::Duplicate);
             continue;
         }
+        let mut notification_id = None;
         if let Some(n) = &t.notification {
+            let note = Uuid::new_v4();
+            notification_id = Some(note);
             sqlx::query(
                 "INSERT INTO notifications (id, user_id, alert_id, trigger_id, title, body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             )
-            .bind(Uuid::new_v4().to_string())
+            .bind(note.to_string())
             .bind(t.user_id.to_string())
             .bind(t.alert_id.to_string())
             .bind(id.to_string())
@@ -525,17 +536,19 @@ pub async fn record_triggers(
             .execute(&mut *tx)
             .await?;
         }
-        for w in &t.webhooks {
+        for w in &t.deliveries {
             sqlx::query(
-                "INSERT INTO webhook_deliveries (id, trigger_id, alert_id, user_id, action_index, url, payload, next_attempt_at, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO webhook_deliveries (id, trigger_id, alert_id, user_id, action_index, kind, url, secret, payload, \
+                 next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(Uuid::new_v4().to_string())
             .bind(id.to_string())
             .bind(t.alert_id.to_string())
             .bind(t.user_id.to_string())
             .bind(w.action_index)
+            .bind(w.kind.as_str())
             .bind(&w.url)
+            .bind(w.secret.as_deref())
             .bind(&w.payload)
             .bind(ms(now))
             .bind(ms(now))
@@ -555,7 +568,10 @@ pub async fn record_triggers(
         .bind(t.alert_id.to_string())
         .execute(&mut *tx)
         .await?;
-        out.push(Recorded::New { trigger_id: id });
+        out.push(Recorded::New {
+            trigger_id: id,
+            notification_id,
+        });
     }
     tx.commit().await?;
     Ok(out)
@@ -577,39 +593,68 @@ pub async fn expire_alert(
 }
 
 fn delivery(r: &SqliteRow) -> Result<Delivery, StoreError> {
+    let kind: String = r.try_get("kind")?;
     Ok(Delivery {
         id: uuid(r, "id")?,
         trigger_id: uuid(r, "trigger_id")?,
         alert_id: uuid(r, "alert_id")?,
         user_id: uuid(r, "user_id")?,
         action_index: r.try_get("action_index")?,
+        kind: DeliveryKind::read(&kind)?,
         url: r.try_get("url")?,
+        secret: r.try_get("secret")?,
         payload: r.try_get("payload")?,
         attempts: r.try_get("attempts")?,
         created_at: time(r, "created_at")?,
+        disabled: r.try_get("disabled")?,
     })
 }
 
 pub async fn claim_deliveries(
     pool: &SqlitePool,
     worker: &str,
+    kinds: &[DeliveryKind],
     limit: u32,
     now: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Result<Vec<Delivery>, StoreError> {
+    let limit = page(limit);
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    // Per kind, the earliest due rows (an ordered scan of the (kind, next_attempt_at) index);
+    // of those, the earliest `limit`.
+    let mut due: Vec<(i64, String)> = Vec::new();
+    for kind in kinds {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT next_attempt_at, id FROM webhook_deliveries WHERE status = 'pending' AND kind = ? \
+             AND next_attempt_at <= ? AND (leased_until IS NULL OR leased_until <= ?) \
+             ORDER BY next_attempt_at LIMIT ?",
+        )
+        .bind(kind.as_str())
+        .bind(ms(now))
+        .bind(ms(now))
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        due.extend(rows);
+    }
+    due.sort();
+    due.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<&str> = due.iter().map(|(_, id)| id.as_str()).collect();
+    let ids = serde_json::to_string(&ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let rows = sqlx::query(
         "UPDATE webhook_deliveries SET leased_until = ?, lease_owner = ?, updated_at = ? \
-         WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ? \
-                      AND (leased_until IS NULL OR leased_until <= ?) ORDER BY next_attempt_at LIMIT ?) \
-         RETURNING *",
+         WHERE id IN (SELECT value FROM json_each(?)) \
+         RETURNING *, EXISTS (SELECT 1 FROM disabled_webhooks w \
+                              WHERE w.alert_id = webhook_deliveries.alert_id \
+                                AND w.action_index = webhook_deliveries.action_index) AS disabled",
     )
     .bind(ms(until))
     .bind(worker)
     .bind(ms(now))
-    .bind(ms(now))
-    .bind(ms(now))
-    .bind(page(limit))
+    .bind(ids)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -651,8 +696,8 @@ pub async fn complete_delivery(
     let attempt: i32 = row.try_get("attempts")?;
     let user: String = row.try_get("user_id")?;
     sqlx::query(
-        "INSERT INTO webhook_attempts (delivery_id, user_id, attempt, attempted_at, status_code, error, duration_ms) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO webhook_attempts (delivery_id, user_id, attempt, attempted_at, status_code, error, duration_ms, response_body) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(id.to_string())
     .bind(user)
@@ -661,10 +706,152 @@ pub async fn complete_delivery(
     .bind(a.status_code)
     .bind(a.error.as_deref())
     .bind(a.duration_ms)
+    .bind(a.response.as_deref())
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
     Ok(true)
+}
+
+pub async fn defer_delivery(
+    pool: &SqlitePool,
+    id: Uuid,
+    worker: &str,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE webhook_deliveries SET next_attempt_at = ?, leased_until = NULL, lease_owner = NULL, \
+         updated_at = ? WHERE id = ? AND lease_owner = ? AND status = 'pending'",
+    )
+    .bind(ms(until))
+    .bind(ms(now))
+    .bind(id.to_string())
+    .bind(worker)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub async fn disable_webhook(
+    pool: &SqlitePool,
+    alert_id: Uuid,
+    action_index: i32,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let disabled = sqlx::query(
+        "INSERT INTO disabled_webhooks (alert_id, action_index, user_id, reason, disabled_at) \
+         SELECT id, ?, user_id, ?, ? FROM alerts WHERE id = ? \
+         ON CONFLICT (alert_id, action_index) DO UPDATE SET reason = excluded.reason, disabled_at = excluded.disabled_at",
+    )
+    .bind(action_index)
+    .bind(reason)
+    .bind(ms(now))
+    .bind(alert_id.to_string())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        > 0;
+    if disabled {
+        // Pending deliveries of the action, but those under a live lease: their worker
+        // completes them.
+        sqlx::query(
+            "UPDATE webhook_deliveries SET status = 'cancelled', last_error = ?, leased_until = NULL, \
+             lease_owner = NULL, updated_at = ? WHERE alert_id = ? AND action_index = ? AND status = 'pending' \
+             AND (leased_until IS NULL OR leased_until <= ?)",
+        )
+        .bind(reason)
+        .bind(ms(now))
+        .bind(alert_id.to_string())
+        .bind(action_index)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn disabled_webhooks(
+    pool: &SqlitePool,
+    user: Uuid,
+    alert_id: Uuid,
+) -> Result<Vec<DisabledWebhook>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT action_index, reason, disabled_at FROM disabled_webhooks \
+         WHERE alert_id = ? AND user_id = ? ORDER BY action_index",
+    )
+    .bind(alert_id.to_string())
+    .bind(user.to_string())
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DisabledWebhook {
+                action_index: r.try_get("action_index")?,
+                reason: r.try_get("reason")?,
+                disabled_at: time(r, "disabled_at")?,
+            })
+        })
+        .collect()
+}
+
+fn secrets(r: &SqliteRow, now: DateTime<Utc>) -> Result<WebhookSecrets, StoreError> {
+    let expires = opt_time(r, "previous_expires_at")?;
+    let previous: Option<String> = r.try_get("previous_secret")?;
+    Ok(WebhookSecrets {
+        current: r.try_get("secret")?,
+        previous: previous.filter(|_| expires.is_some_and(|e| e > now)),
+    })
+}
+
+pub async fn webhook_secret(
+    pool: &SqlitePool,
+    user: Uuid,
+    candidate: &str,
+    now: DateTime<Utc>,
+) -> Result<WebhookSecrets, StoreError> {
+    sqlx::query(
+        "INSERT INTO webhook_secrets (user_id, secret, created_at) VALUES (?, ?, ?) \
+         ON CONFLICT (user_id) DO NOTHING",
+    )
+    .bind(user.to_string())
+    .bind(candidate)
+    .bind(ms(now))
+    .execute(pool)
+    .await?;
+    let row = sqlx::query(
+        "SELECT secret, previous_secret, previous_expires_at FROM webhook_secrets WHERE user_id = ?",
+    )
+    .bind(user.to_string())
+    .fetch_one(pool)
+    .await?;
+    secrets(&row, now)
+}
+
+pub async fn rotate_webhook_secret(
+    pool: &SqlitePool,
+    user: Uuid,
+    candidate: &str,
+    expires: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<WebhookSecrets, StoreError> {
+    let row = sqlx::query(
+        "INSERT INTO webhook_secrets (user_id, secret, created_at) VALUES (?, ?, ?) \
+         ON CONFLICT (user_id) DO UPDATE SET previous_secret = webhook_secrets.secret, \
+             previous_expires_at = ?, secret = excluded.secret, rotated_at = ? \
+         RETURNING secret, previous_secret, previous_expires_at",
+    )
+    .bind(user.to_string())
+    .bind(candidate)
+    .bind(ms(now))
+    .bind(ms(expires))
+    .bind(ms(now))
+    .fetch_one(pool)
+    .await?;
+    secrets(&row, now)
 }
 
 pub async fn redeliver(

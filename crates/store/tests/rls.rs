@@ -12,15 +12,17 @@ use alert_store::{AttemptOutcome, AttemptRecord, Recorded, Store, StoreError, St
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres, Transaction};
 use uuid::Uuid;
 
-use common::{Backend, TestDb, TestResult, at, create, hour, trigger};
+use common::{ALL, Backend, TestDb, TestResult, at, create, hour, trigger};
 
-const TABLES: [&str; 6] = [
+const TABLES: [&str; 8] = [
     "alerts",
     "alert_tombstones",
     "alert_triggers",
     "notifications",
     "webhook_deliveries",
     "webhook_attempts",
+    "disabled_webhooks",
+    "webhook_secrets",
 ];
 
 /// One user's rows in every table, made through the store (the service path for the runner's
@@ -47,14 +49,14 @@ async fn seed(store: &Store, user: Uuid) -> Seeded {
         )
         .await
         .unwrap();
-    let Recorded::New { trigger_id } = r[0] else {
+    let Recorded::New { trigger_id, .. } = r[0] else {
         panic!("{r:?}")
     };
     let worker = format!("w-{user}");
     let mut delivery = None;
     loop {
         let claimed = store
-            .claim_deliveries(&worker, 100, StdDuration::from_secs(60), at(3))
+            .claim_deliveries(&worker, ALL, 100, StdDuration::from_secs(60), at(3))
             .await
             .unwrap();
         if claimed.is_empty() {
@@ -69,6 +71,7 @@ async fn seed(store: &Store, user: Uuid) -> Seeded {
                 error: Some("HTTP 500".into()),
                 duration_ms: 5,
                 outcome: AttemptOutcome::Retry { at: at(100) },
+                response: None,
             };
             assert!(
                 store
@@ -78,6 +81,17 @@ async fn seed(store: &Store, user: Uuid) -> Seeded {
             );
         }
     }
+    // A disabled webhook action (one with no deliveries: nothing is cancelled) and a signing
+    // secret (the user path).
+    store
+        .disable_webhook(alert.id, 7, "410 Gone", at(5))
+        .await
+        .unwrap();
+    let secret = store
+        .webhook_secret(user, &format!("whsec_{user}"), at(5))
+        .await
+        .unwrap();
+    assert_eq!(secret.current, format!("whsec_{user}"));
     Seeded {
         alert: alert.id,
         trigger: trigger_id,
@@ -140,6 +154,15 @@ fn insert_sql(table: &str) -> &'static str {
         "webhook_attempts" => {
             "INSERT INTO webhook_attempts (delivery_id, user_id, attempt, attempted_at, duration_ms) \
              VALUES ($4, $1, 99, now(), 1)"
+        }
+        "disabled_webhooks" => {
+            "INSERT INTO disabled_webhooks (alert_id, action_index, user_id, reason, disabled_at) \
+             VALUES ($2, 98, $1, '410 Gone', now())"
+        }
+        // The user has a secret already: an upsert, so the own insert affects one row.
+        "webhook_secrets" => {
+            "INSERT INTO webhook_secrets (user_id, secret) VALUES ($1, 'whsec_x') \
+             ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret"
         }
         other => panic!("no insert for {other}"),
     }
@@ -262,6 +285,11 @@ async fn rls_scopes_every_table_to_the_claimed_user() -> TestResult {
     assert_eq!(seen, Some(sb.delivery));
     tx.rollback().await?;
     conn.close().await?;
+    // The store's user calls on the dispatch tables (as `authenticated`): B gets none of A's.
+    assert!(db.store.disabled_webhooks(b, sa.alert).await?.is_empty());
+    assert_eq!(db.store.disabled_webhooks(a, sa.alert).await?.len(), 1);
+    let theirs = db.store.webhook_secret(b, "whsec_new", at(6)).await?;
+    assert_eq!(theirs.current, format!("whsec_{b}"));
     Ok(())
 }
 
@@ -586,7 +614,7 @@ async fn concurrent_claims_skip_locked_rows() -> TestResult {
     .await?;
     let got = tokio::time::timeout(
         StdDuration::from_secs(5),
-        s.claim_deliveries("w0", 10, StdDuration::from_secs(60), at(1)),
+        s.claim_deliveries("w0", ALL, 10, StdDuration::from_secs(60), at(1)),
     )
     .await
     .expect("claim does not wait for locked rows")?;
@@ -603,7 +631,7 @@ async fn concurrent_claims_skip_locked_rows() -> TestResult {
             let mut got = Vec::new();
             loop {
                 let c = store
-                    .claim_deliveries(w, 5, StdDuration::from_secs(60), at(1))
+                    .claim_deliveries(w, ALL, 5, StdDuration::from_secs(60), at(1))
                     .await?;
                 if c.is_empty() {
                     break;

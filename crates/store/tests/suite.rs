@@ -10,13 +10,14 @@ use std::time::Duration as StdDuration;
 
 use alert_store::{
     AlertQuery, AlertStatus, AttemptOutcome, AttemptRecord, Cursor, Delivery, DeliveryCounts,
-    Limits, Recorded, Store, StoreError, StoreOptions, TriggerQuery,
+    DeliveryKind, DisabledWebhook, Limits, NewDelivery, Recorded, Store, StoreError, StoreOptions,
+    TriggerQuery, WebhookSecrets,
 };
 use chrono::Duration;
 use futures_util::TryStreamExt;
 use uuid::Uuid;
 
-use common::{TestDb, TestResult, at, create, hour, new_alert, paused, t0, trigger};
+use common::{ALL, TestDb, TestResult, at, create, hour, new_alert, paused, t0, trigger};
 
 store_test!(
     alert_crud_is_scoped_per_user,
@@ -43,6 +44,16 @@ store_test!(
     nul_characters_never_fail_a_write,
     last_fired_bars_per_alert,
     listen_alert_changes_wakes_on_changes,
+    claims_take_only_the_given_kinds,
+    action_secrets_reach_claims_not_listings,
+    attempt_response_bodies_round_trip,
+    disable_webhook_cancels_pending_and_flags_claims,
+    replacing_or_deleting_an_alert_enables_its_webhooks,
+    webhook_secret_get_or_create_is_idempotent,
+    webhook_secret_rotation_keeps_previous_for_grace,
+    concurrent_webhook_secret_creation_yields_one,
+    defer_releases_the_lease_without_an_attempt,
+    notification_ids_match_the_listing,
 );
 
 fn user() -> Uuid {
@@ -55,12 +66,13 @@ fn attempt(outcome: AttemptOutcome, code: Option<i32>) -> AttemptRecord {
         error: code.filter(|c| *c >= 400).map(|c| format!("HTTP {c}")),
         duration_ms: 12,
         outcome,
+        response: None,
     }
 }
 
 fn new_id(r: &Recorded) -> Uuid {
     match r {
-        Recorded::New { trigger_id } => *trigger_id,
+        Recorded::New { trigger_id, .. } => *trigger_id,
         other => panic!("expected a new trigger, got {other:?}"),
     }
 }
@@ -782,7 +794,7 @@ async fn delete_cascades_to_triggers_notifications_deliveries(db: TestDb) -> Tes
     s.record_triggers(&batch, at(0)).await?;
     // Some attempts too.
     let claimed = s
-        .claim_deliveries("w", 100, StdDuration::from_secs(60), at(0))
+        .claim_deliveries("w", ALL, 100, StdDuration::from_secs(60), at(0))
         .await?;
     assert_eq!(claimed.len(), 9);
     for d in &claimed {
@@ -980,7 +992,7 @@ async fn outbox_lease_and_reclaim(db: TestDb) -> TestResult {
     let (alert_id, trigger_id) = one_delivery(&db, a).await;
     let lease = StdDuration::from_secs(30);
 
-    let got = s.claim_deliveries("w1", 10, lease, at(1)).await?;
+    let got = s.claim_deliveries("w1", ALL, 10, lease, at(1)).await?;
     assert_eq!(got.len(), 1);
     let d: &Delivery = &got[0];
     assert_eq!(d.trigger_id, trigger_id);
@@ -992,19 +1004,23 @@ async fn outbox_lease_and_reclaim(db: TestDb) -> TestResult {
     assert!(d.payload.contains(&alert_id.to_string()));
 
     // Leased: nobody else gets it, not even the same worker, until the lease ends.
-    assert!(s.claim_deliveries("w2", 10, lease, at(1)).await?.is_empty());
     assert!(
-        s.claim_deliveries("w2", 10, lease, at(30))
+        s.claim_deliveries("w2", ALL, 10, lease, at(1))
             .await?
             .is_empty()
     );
     assert!(
-        s.claim_deliveries("w1", 10, lease, at(30))
+        s.claim_deliveries("w2", ALL, 10, lease, at(30))
+            .await?
+            .is_empty()
+    );
+    assert!(
+        s.claim_deliveries("w1", ALL, 10, lease, at(30))
             .await?
             .is_empty()
     );
     // w1 crashed: after the lease another worker reclaims it.
-    let again = s.claim_deliveries("w2", 10, lease, at(31)).await?;
+    let again = s.claim_deliveries("w2", ALL, 10, lease, at(31)).await?;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].id, d.id);
     assert_eq!(again[0].attempts, 0);
@@ -1056,7 +1072,7 @@ async fn outbox_lease_and_reclaim(db: TestDb) -> TestResult {
     assert_eq!(row.attempt_log[0].duration_ms, 12);
     // Delivered is final: never claimed again, a second completion is refused.
     assert!(
-        s.claim_deliveries("w3", 10, lease, at(10_000))
+        s.claim_deliveries("w3", ALL, 10, lease, at(10_000))
             .await?
             .is_empty()
     );
@@ -1078,7 +1094,10 @@ async fn outbox_retry_schedule_and_attempt_log(db: TestDb) -> TestResult {
     let a = user();
     one_delivery(&db, a).await;
     let lease = StdDuration::from_secs(30);
-    let d = s.claim_deliveries("w", 10, lease, at(1)).await?.remove(0);
+    let d = s
+        .claim_deliveries("w", ALL, 10, lease, at(1))
+        .await?
+        .remove(0);
 
     // Attempt 1: 503, retry at +60 s.
     assert!(
@@ -1098,9 +1117,17 @@ async fn outbox_retry_schedule_and_attempt_log(db: TestDb) -> TestResult {
     assert_eq!(row.last_error.as_deref(), Some("HTTP 503"));
     assert_eq!(s.delivery_counts().await?.pending, 1);
     // Not claimable before it is due, even with no lease on it.
-    assert!(s.claim_deliveries("w", 10, lease, at(2)).await?.is_empty());
-    assert!(s.claim_deliveries("w", 10, lease, at(60)).await?.is_empty());
-    let d2 = s.claim_deliveries("w", 10, lease, at(61)).await?;
+    assert!(
+        s.claim_deliveries("w", ALL, 10, lease, at(2))
+            .await?
+            .is_empty()
+    );
+    assert!(
+        s.claim_deliveries("w", ALL, 10, lease, at(60))
+            .await?
+            .is_empty()
+    );
+    let d2 = s.claim_deliveries("w", ALL, 10, lease, at(61)).await?;
     assert_eq!(d2.len(), 1);
     assert_eq!(d2[0].attempts, 1, "attempts made before this one");
 
@@ -1110,9 +1137,10 @@ async fn outbox_retry_schedule_and_attempt_log(db: TestDb) -> TestResult {
         error: Some("connection refused".into()),
         duration_ms: 3,
         outcome: AttemptOutcome::Retry { at: at(400) },
+        response: None,
     };
     assert!(s.complete_delivery(d.id, "w", &conn_err, at(100)).await?);
-    let d3 = s.claim_deliveries("w", 10, lease, at(400)).await?;
+    let d3 = s.claim_deliveries("w", ALL, 10, lease, at(400)).await?;
     assert_eq!(d3[0].attempts, 2);
     // Attempt 3: gives up.
     assert!(
@@ -1143,7 +1171,7 @@ async fn outbox_retry_schedule_and_attempt_log(db: TestDb) -> TestResult {
     );
     // Final.
     assert!(
-        s.claim_deliveries("w", 10, lease, at(100_000))
+        s.claim_deliveries("w", ALL, 10, lease, at(100_000))
             .await?
             .is_empty()
     );
@@ -1175,9 +1203,9 @@ async fn outbox_final_states_redeliver_and_counts(db: TestDb) -> TestResult {
     );
     let lease = StdDuration::from_secs(30);
     // Claim limits are honoured.
-    let first = s.claim_deliveries("w", 2, lease, at(1)).await?;
+    let first = s.claim_deliveries("w", ALL, 2, lease, at(1)).await?;
     assert_eq!(first.len(), 2);
-    let rest = s.claim_deliveries("w", 10, lease, at(1)).await?;
+    let rest = s.claim_deliveries("w", ALL, 10, lease, at(1)).await?;
     assert_eq!(rest.len(), 2);
     let mut claimed: Vec<_> = first.into_iter().chain(rest).collect();
     claimed.sort_by_key(|d| (d.user_id == b, d.action_index));
@@ -1209,7 +1237,7 @@ async fn outbox_final_states_redeliver_and_counts(db: TestDb) -> TestResult {
     );
     // All final: nothing to claim, completions refused.
     assert!(
-        s.claim_deliveries("w", 10, lease, at(100_000))
+        s.claim_deliveries("w", ALL, 10, lease, at(100_000))
             .await?
             .is_empty()
     );
@@ -1237,8 +1265,12 @@ async fn outbox_final_states_redeliver_and_counts(db: TestDb) -> TestResult {
     assert_eq!(row.next_attempt_at, at(10));
     assert_eq!(row.attempt_log.len(), 1, "history is kept");
     assert_eq!(s.delivery_counts().await?.pending, 1);
-    assert!(s.claim_deliveries("w", 10, lease, at(9)).await?.is_empty());
-    let again = s.claim_deliveries("w2", 10, lease, at(10)).await?;
+    assert!(
+        s.claim_deliveries("w", ALL, 10, lease, at(9))
+            .await?
+            .is_empty()
+    );
+    let again = s.claim_deliveries("w2", ALL, 10, lease, at(10)).await?;
     assert_eq!(again.iter().map(|d| d.id).collect::<Vec<_>>(), vec![failed]);
     assert_eq!(again[0].attempts, 1);
     assert!(
@@ -1292,7 +1324,7 @@ async fn concurrent_claims_never_share_a_delivery(db: TestDb) -> TestResult {
             let mut got = Vec::new();
             loop {
                 let c = s
-                    .claim_deliveries(&format!("w{w}"), 7, StdDuration::from_secs(60), at(1))
+                    .claim_deliveries(&format!("w{w}"), ALL, 7, StdDuration::from_secs(60), at(1))
                     .await?;
                 if c.is_empty() {
                     break;
@@ -1309,6 +1341,512 @@ async fn concurrent_claims_never_share_a_delivery(db: TestDb) -> TestResult {
     let unique: HashSet<_> = all.iter().collect();
     assert_eq!(all.len(), 200);
     assert_eq!(unique.len(), 200);
+    Ok(())
+}
+
+// ---- dispatch: kinds, secrets, responses, disabled webhooks, deferral -------------------
+
+fn bot_order(action_index: i32, bot: &str) -> NewDelivery {
+    NewDelivery {
+        action_index,
+        kind: DeliveryKind::Bot,
+        url: bot.to_owned(),
+        secret: None,
+        payload: format!("{{\"bot_id\":\"{bot}\"}}"),
+    }
+}
+
+async fn claims_take_only_the_given_kinds(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let a = user();
+    let lease = StdDuration::from_secs(30);
+    let al = create(s, a, "mixed", "BTCUSDT").await;
+    // Bot orders due first (hour 1, 2), a webhook later (hour 3, recorded at a later time).
+    for h in 1..=2 {
+        let mut t = trigger(&al, hour(h), 0);
+        t.deliveries = vec![bot_order(0, "bot-1")];
+        s.record_triggers(&[t], at(h)).await?;
+    }
+    s.record_triggers(&[trigger(&al, hour(3), 1)], at(3))
+        .await?;
+
+    // No kinds: nothing.
+    assert!(
+        s.claim_deliveries("w", &[], 10, lease, at(10))
+            .await?
+            .is_empty()
+    );
+    // A process without a bot handler: only the webhook, even with older bot orders due and
+    // a limit of one.
+    let hooks = s
+        .claim_deliveries("w", &[DeliveryKind::Webhook], 1, lease, at(10))
+        .await?;
+    assert_eq!(hooks.len(), 1);
+    assert_eq!(hooks[0].kind, DeliveryKind::Webhook);
+    assert_eq!(hooks[0].url, "https://example.com/hook/0");
+    assert!(!hooks[0].disabled);
+    assert!(
+        s.claim_deliveries("w", &[DeliveryKind::Webhook], 10, lease, at(20))
+            .await?
+            .is_empty(),
+        "bot orders stay pending for a process that has a bot handler to claim them"
+    );
+    // The bot handler: both orders, earliest due first when the limit cuts.
+    let bots = s
+        .claim_deliveries("b", &[DeliveryKind::Bot], 1, lease, at(11))
+        .await?;
+    assert_eq!(bots.len(), 1);
+    assert_eq!(bots[0].kind, DeliveryKind::Bot);
+    assert_eq!(bots[0].url, "bot-1");
+    assert_eq!(bots[0].payload, "{\"bot_id\":\"bot-1\"}");
+    assert_eq!(bots[0].created_at, at(1));
+    let rest = s
+        .claim_deliveries(
+            "b",
+            &[DeliveryKind::Bot, DeliveryKind::Bot],
+            10,
+            lease,
+            at(11),
+        )
+        .await?;
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].created_at, at(2));
+    // Both kinds at once, earliest due first across kinds.
+    let al2 = create(s, a, "mixed 2", "BTCUSDT").await;
+    let mut t = trigger(&al2, hour(1), 2);
+    t.deliveries.push(bot_order(2, "bot-2"));
+    s.record_triggers(&[t], at(20)).await?;
+    let all = s.claim_deliveries("w", ALL, 10, lease, at(21)).await?;
+    let mut kinds: Vec<_> = all.iter().map(|d| (d.action_index, d.kind)).collect();
+    kinds.sort_by_key(|k| k.0);
+    assert_eq!(
+        kinds,
+        vec![
+            (0, DeliveryKind::Webhook),
+            (1, DeliveryKind::Webhook),
+            (2, DeliveryKind::Bot)
+        ]
+    );
+    // The listing says which kind each row is.
+    let rows = s.list_deliveries(a, 0).await?;
+    assert_eq!(rows.len(), 6);
+    assert_eq!(rows.iter().filter(|r| r.kind == "bot").count(), 3);
+    assert_eq!(rows.iter().filter(|r| r.kind == "webhook").count(), 3);
+    assert_eq!(DeliveryKind::parse("bot"), Some(DeliveryKind::Bot));
+    assert_eq!(DeliveryKind::parse("webhook"), Some(DeliveryKind::Webhook));
+    assert_eq!(DeliveryKind::parse("email"), None);
+    Ok(())
+}
+
+async fn action_secrets_reach_claims_not_listings(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let a = user();
+    let al = create(s, a, "signed", "BTCUSDT").await;
+    let mut t = trigger(&al, hour(1), 2);
+    t.deliveries[0].secret = Some("whsec_b3duIHNlY3JldA==".into());
+    s.record_triggers(&[t], at(0)).await?;
+    let mut got = s
+        .claim_deliveries("w", ALL, 10, StdDuration::from_secs(30), at(1))
+        .await?;
+    got.sort_by_key(|d| d.action_index);
+    assert_eq!(got[0].secret.as_deref(), Some("whsec_b3duIHNlY3JldA=="));
+    assert_eq!(got[1].secret, None);
+    assert!(
+        !format!("{:?}", got[0]).contains("whsec_b3du"),
+        "Debug hides the secret"
+    );
+    // User-facing listings never carry it.
+    let rows = s.list_deliveries(a, 0).await?;
+    assert_eq!(rows.len(), 2);
+    let json = serde_json::to_string(&rows)?;
+    assert!(!json.contains("whsec_b3du"), "{json}");
+    assert!(!json.contains("secret"), "{json}");
+    Ok(())
+}
+
+async fn attempt_response_bodies_round_trip(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let a = user();
+    one_delivery(&db, a).await;
+    let lease = StdDuration::from_secs(30);
+    let d = s
+        .claim_deliveries("w", ALL, 10, lease, at(1))
+        .await?
+        .remove(0);
+    let mut rec = attempt(AttemptOutcome::Retry { at: at(10) }, Some(503));
+    rec.response = Some("{\"error\":\"busy\0\"}".into());
+    assert!(s.complete_delivery(d.id, "w", &rec, at(2)).await?);
+    s.claim_deliveries("w", ALL, 10, lease, at(10)).await?;
+    assert!(
+        s.complete_delivery(
+            d.id,
+            "w",
+            &attempt(AttemptOutcome::Delivered, Some(204)),
+            at(11)
+        )
+        .await?
+    );
+    let row = &s.list_deliveries(a, 0).await?[0];
+    let bodies: Vec<_> = row
+        .attempt_log
+        .iter()
+        .map(|x| x.response_body.clone())
+        .collect();
+    assert_eq!(
+        bodies,
+        vec![Some("{\"error\":\"busy\u{FFFD}\"}".to_owned()), None]
+    );
+    Ok(())
+}
+
+async fn disable_webhook_cancels_pending_and_flags_claims(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let (a, b) = (user(), user());
+    let lease = StdDuration::from_secs(30);
+    let al = create(s, a, "gone", "BTCUSDT").await;
+    let other = create(s, a, "other", "BTCUSDT").await;
+    let batch: Vec<_> = (1..=3)
+        .map(|h| trigger(&al, hour(h), 2))
+        .chain([trigger(&other, hour(1), 1)])
+        .collect();
+    s.record_triggers(&batch, at(0)).await?;
+    // A worker holds one of action 0's deliveries (the one whose receiver said 410); it
+    // lets the others go.
+    let mut all = s.claim_deliveries("w", ALL, 100, lease, at(1)).await?;
+    assert_eq!(all.len(), 7);
+    let i = all
+        .iter()
+        .position(|d| d.alert_id == al.id && d.action_index == 0)
+        .unwrap();
+    let held = all.remove(i);
+    for d in all {
+        assert!(s.defer_delivery(d.id, "w", at(1), at(1)).await?);
+    }
+    assert!(!held.disabled);
+
+    s.disable_webhook(al.id, 0, "410 Gone", at(2)).await?;
+    assert_eq!(
+        s.disabled_webhooks(a, al.id).await?,
+        vec![DisabledWebhook {
+            action_index: 0,
+            reason: "410 Gone".into(),
+            disabled_at: at(2),
+        }]
+    );
+    assert!(
+        s.disabled_webhooks(b, al.id).await?.is_empty(),
+        "another user"
+    );
+    assert!(s.disabled_webhooks(a, other.id).await?.is_empty());
+    // Action 0's other pending deliveries are cancelled, with the reason; the held one is its
+    // worker's to complete; action 1 and the other alert are untouched.
+    let rows = s.list_deliveries(a, 0).await?;
+    for r in &rows {
+        let want = if r.alert_id == al.id && r.id != held.id && r.url.ends_with("/0") {
+            ("cancelled", Some("410 Gone"))
+        } else {
+            ("pending", None)
+        };
+        assert_eq!((r.status.as_str(), r.last_error.as_deref()), want, "{r:?}");
+    }
+    assert_eq!(s.delivery_counts().await?.cancelled, 2);
+    let gone = AttemptRecord {
+        status_code: Some(410),
+        error: Some("HTTP 410".into()),
+        duration_ms: 9,
+        outcome: AttemptOutcome::Cancelled,
+        response: None,
+    };
+    assert!(s.complete_delivery(held.id, "w", &gone, at(3)).await?);
+
+    // Disabling again updates the reason; an unknown alert is a no-op.
+    s.disable_webhook(al.id, 0, "410 Gone again", at(4)).await?;
+    s.disable_webhook(Uuid::new_v4(), 0, "410 Gone", at(4))
+        .await?;
+    assert_eq!(db.count("disabled_webhooks").await, 1);
+    let listed = s.disabled_webhooks(a, al.id).await?;
+    assert_eq!(
+        (listed[0].reason.as_str(), listed[0].disabled_at),
+        ("410 Gone again", at(4))
+    );
+
+    // Deliveries recorded since are claimed flagged (the dispatcher cancels them unsent).
+    let r = s
+        .record_triggers(&[trigger(&al, hour(4), 2)], at(5))
+        .await?;
+    let fresh = new_id(&r[0]);
+    let claimed = s.claim_deliveries("w", ALL, 100, lease, at(5)).await?;
+    let flags: HashSet<_> = claimed
+        .iter()
+        .map(|d| {
+            (
+                d.trigger_id == fresh,
+                d.alert_id == al.id,
+                d.action_index,
+                d.disabled,
+            )
+        })
+        .collect();
+    assert!(flags.contains(&(true, true, 0, true)), "{flags:?}");
+    assert!(flags.contains(&(true, true, 1, false)), "{flags:?}");
+    assert!(
+        claimed
+            .iter()
+            .all(|d| d.disabled == (d.alert_id == al.id && d.action_index == 0)),
+        "{claimed:?}"
+    );
+    Ok(())
+}
+
+async fn replacing_or_deleting_an_alert_enables_its_webhooks(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let a = user();
+    let lease = StdDuration::from_secs(30);
+    let al = create(s, a, "fixed", "BTCUSDT").await;
+    s.disable_webhook(al.id, 0, "410 Gone", at(1)).await?;
+    s.disable_webhook(al.id, 1, "410 Gone", at(1)).await?;
+    assert_eq!(s.disabled_webhooks(a, al.id).await?.len(), 2);
+    // Pausing is not replacing.
+    s.set_status(a, al.id, AlertStatus::Paused, at(2)).await?;
+    s.set_status(a, al.id, AlertStatus::Active, at(3)).await?;
+    assert_eq!(s.disabled_webhooks(a, al.id).await?.len(), 2);
+    // Another user's replacement is refused and changes nothing.
+    assert!(
+        s.update_alert(user(), al.id, &new_alert("x", "BTCUSDT"), at(4))
+            .await?
+            .is_none()
+    );
+    assert_eq!(s.disabled_webhooks(a, al.id).await?.len(), 2);
+    // The user replaces the alert (a new URL): enabled again.
+    s.update_alert(a, al.id, &new_alert("fixed", "BTCUSDT"), at(5))
+        .await?
+        .unwrap();
+    assert!(s.disabled_webhooks(a, al.id).await?.is_empty());
+    assert_eq!(db.count("disabled_webhooks").await, 0);
+    s.record_triggers(&[trigger(&al, hour(1), 2)], at(6))
+        .await?;
+    let claimed = s.claim_deliveries("w", ALL, 10, lease, at(6)).await?;
+    assert_eq!(claimed.len(), 2);
+    assert!(claimed.iter().all(|d| !d.disabled));
+
+    // Deleting the alert removes its disabled actions; others' stay.
+    let kept = create(s, a, "kept", "BTCUSDT").await;
+    s.disable_webhook(al.id, 0, "410 Gone", at(7)).await?;
+    s.disable_webhook(kept.id, 0, "410 Gone", at(7)).await?;
+    assert!(s.delete_alert(a, al.id, at(8)).await?);
+    assert_eq!(db.count("disabled_webhooks").await, 1);
+    assert!(s.disabled_webhooks(a, al.id).await?.is_empty());
+    assert_eq!(s.disabled_webhooks(a, kept.id).await?.len(), 1);
+    Ok(())
+}
+
+fn secrets(current: &str, previous: Option<&str>) -> WebhookSecrets {
+    WebhookSecrets {
+        current: current.to_owned(),
+        previous: previous.map(str::to_owned),
+    }
+}
+
+async fn webhook_secret_get_or_create_is_idempotent(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let (a, b) = (user(), user());
+    assert_eq!(
+        s.webhook_secret(a, "whsec_a1", at(0)).await?,
+        secrets("whsec_a1", None)
+    );
+    // Later candidates are ignored: the user has a secret.
+    assert_eq!(
+        s.webhook_secret(a, "whsec_a2", at(1)).await?,
+        secrets("whsec_a1", None)
+    );
+    assert_eq!(
+        s.webhook_secret(b, "whsec_b1", at(1)).await?,
+        secrets("whsec_b1", None)
+    );
+    assert_eq!(
+        s.webhook_secret(a, "whsec_a3", at(2)).await?,
+        secrets("whsec_a1", None)
+    );
+    assert_eq!(db.count("webhook_secrets").await, 2);
+    assert!(!format!("{:?}", secrets("whsec_a1", Some("whsec_a0"))).contains("whsec_"));
+    Ok(())
+}
+
+async fn webhook_secret_rotation_keeps_previous_for_grace(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let (a, b) = (user(), user());
+    let grace = StdDuration::from_secs(3600);
+    s.webhook_secret(a, "one", at(0)).await?;
+    s.webhook_secret(b, "b-one", at(0)).await?;
+    assert_eq!(
+        s.rotate_webhook_secret(a, "two", grace, at(10)).await?,
+        secrets("two", Some("one"))
+    );
+    // The previous secret is returned while the grace lasts, not after.
+    assert_eq!(
+        s.webhook_secret(a, "ignored", at(3609)).await?,
+        secrets("two", Some("one"))
+    );
+    assert_eq!(
+        s.webhook_secret(a, "ignored", at(3610)).await?,
+        secrets("two", None)
+    );
+    // Rotating again: the previous one is the one just replaced.
+    assert_eq!(
+        s.rotate_webhook_secret(a, "three", grace, at(5000)).await?,
+        secrets("three", Some("two"))
+    );
+    // No grace: the previous secret is gone at once.
+    assert_eq!(
+        s.rotate_webhook_secret(a, "four", StdDuration::ZERO, at(6000))
+            .await?,
+        secrets("four", None)
+    );
+    // Another user's secret is untouched.
+    assert_eq!(
+        s.webhook_secret(b, "ignored", at(6000)).await?,
+        secrets("b-one", None)
+    );
+    // Rotating a user who has no secret creates one, with no previous.
+    let c = user();
+    assert_eq!(
+        s.rotate_webhook_secret(c, "c-one", grace, at(0)).await?,
+        secrets("c-one", None)
+    );
+    assert_eq!(
+        s.webhook_secret(c, "ignored", at(1)).await?,
+        secrets("c-one", None)
+    );
+    // NUL characters are replaced, like everywhere.
+    let d = user();
+    assert_eq!(
+        s.webhook_secret(d, "x\0y", at(0)).await?.current,
+        "x\u{FFFD}y"
+    );
+    Ok(())
+}
+
+async fn concurrent_webhook_secret_creation_yields_one(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let a = user();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.webhook_secret(a, &format!("candidate-{i}"), at(0)).await
+        }));
+    }
+    let mut got = HashSet::new();
+    for t in tasks {
+        got.insert(t.await??.current);
+    }
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(db.count_of("webhook_secrets", a).await, 1);
+    let stored = s.webhook_secret(a, "late", at(1)).await?.current;
+    assert!(got.contains(&stored));
+    Ok(())
+}
+
+async fn defer_releases_the_lease_without_an_attempt(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let a = user();
+    one_delivery(&db, a).await;
+    let lease = StdDuration::from_secs(30);
+    let d = s
+        .claim_deliveries("w1", ALL, 10, lease, at(1))
+        .await?
+        .remove(0);
+    // Only the lease holder defers.
+    assert!(!s.defer_delivery(d.id, "w2", at(5), at(2)).await?);
+    assert!(!s.defer_delivery(Uuid::new_v4(), "w1", at(5), at(2)).await?);
+    assert!(s.defer_delivery(d.id, "w1", at(5), at(2)).await?);
+    let row = &s.list_deliveries(a, 0).await?[0];
+    assert_eq!(
+        (row.status.as_str(), row.attempts, row.next_attempt_at),
+        ("pending", 0, at(5))
+    );
+    assert!(row.attempt_log.is_empty());
+    assert_eq!(db.count("webhook_attempts").await, 0);
+    // The lease is gone: a second defer (or a completion) by w1 is refused.
+    assert!(!s.defer_delivery(d.id, "w1", at(6), at(3)).await?);
+    assert!(
+        !s.complete_delivery(
+            d.id,
+            "w1",
+            &attempt(AttemptOutcome::Delivered, Some(200)),
+            at(3)
+        )
+        .await?
+    );
+    // Not due before `until` (although no lease holds it); then anyone claims it, still
+    // with no attempt counted.
+    assert!(
+        s.claim_deliveries("w2", ALL, 10, lease, at(4))
+            .await?
+            .is_empty()
+    );
+    let again = s.claim_deliveries("w2", ALL, 10, lease, at(5)).await?;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 0);
+    assert!(
+        s.complete_delivery(
+            d.id,
+            "w2",
+            &attempt(AttemptOutcome::Delivered, Some(200)),
+            at(6)
+        )
+        .await?
+    );
+    // A finished delivery is not deferred.
+    assert!(!s.defer_delivery(d.id, "w2", at(9), at(7)).await?);
+    assert_eq!(s.list_deliveries(a, 0).await?[0].attempts, 1);
+    Ok(())
+}
+
+async fn notification_ids_match_the_listing(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let a = user();
+    let x = create(s, a, "x", "BTCUSDT").await;
+    let y = create(s, a, "y", "BTCUSDT").await;
+    let mut quiet = trigger(&y, hour(1), 1);
+    quiet.notification = None;
+    let r = s
+        .record_triggers(
+            &[
+                trigger(&x, hour(1), 0),
+                quiet,
+                trigger(&x, hour(2), 1),
+                trigger(&x, hour(1), 0),
+            ],
+            at(0),
+        )
+        .await?;
+    assert_eq!(r[3], Recorded::Duplicate);
+    let notes = s.list_notifications(a, 0).await?;
+    assert_eq!(notes.len(), 2);
+    for (i, want_note) in [(0, true), (1, false), (2, true)] {
+        let Recorded::New {
+            trigger_id,
+            notification_id,
+        } = r[i]
+        else {
+            panic!("{:?}", r[i])
+        };
+        match notification_id {
+            Some(id) => {
+                assert!(want_note);
+                let n = notes.iter().find(|n| n.id == id).expect("listed");
+                assert_eq!(n.trigger_id, trigger_id);
+            }
+            None => {
+                assert!(!want_note);
+                assert!(notes.iter().all(|n| n.trigger_id != trigger_id));
+            }
+        }
+    }
+    // A replay of a recorded trigger writes nothing and names no notification.
+    let again = s.record_triggers(&[trigger(&x, hour(2), 1)], at(1)).await?;
+    assert_eq!(again, vec![Recorded::Duplicate]);
     Ok(())
 }
 
@@ -1520,7 +2058,7 @@ async fn nul_characters_never_fail_a_write(db: TestDb) -> TestResult {
     let mut t = trigger(&al, hour(1), 1);
     t.snapshot = serde_json::json!({"id": "c\u{0}1"});
     t.notification.as_mut().unwrap().body = "b\0ody".into();
-    t.webhooks[0].payload = "{\"p\":\"\0\"}".into();
+    t.deliveries[0].payload = "{\"p\":\"\0\"}".into();
     let r = s
         .record_triggers(&[t, trigger(&good, hour(1), 1)], at(2))
         .await?;
@@ -1540,7 +2078,7 @@ async fn nul_characters_never_fail_a_write(db: TestDb) -> TestResult {
     assert!(notes.iter().any(|n| n.body == "b\u{FFFD}ody"));
 
     let claimed = s
-        .claim_deliveries("w", 10, StdDuration::from_secs(60), at(3))
+        .claim_deliveries("w", ALL, 10, StdDuration::from_secs(60), at(3))
         .await?;
     assert_eq!(claimed.len(), 2);
     let bad = claimed.iter().find(|d| d.alert_id == al.id).unwrap();
@@ -1550,6 +2088,7 @@ async fn nul_characters_never_fail_a_write(db: TestDb) -> TestResult {
         error: Some("body: \0\0".into()),
         duration_ms: 1,
         outcome: AttemptOutcome::Failed,
+        response: None,
     };
     assert!(s.complete_delivery(bad.id, "w", &rec, at(4)).await?);
     let row = s

@@ -12,13 +12,17 @@ use std::path::PathBuf;
 
 use alert_core::{Symbol, Timeframe};
 use alert_store::{
-    AlertRow, AlertStatus, NewAlert, NewNotification, NewTrigger, NewWebhook, Store, StoreOptions,
+    AlertRow, AlertStatus, DeliveryKind, NewAlert, NewDelivery, NewNotification, NewTrigger, Store,
+    StoreOptions,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use sqlx::{AssertSqlSafe, Connection};
 use uuid::Uuid;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// Every kind of delivery, for claims.
+pub const ALL: &[DeliveryKind] = &DeliveryKind::ALL;
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -290,7 +294,7 @@ pub async fn create(store: &Store, user: Uuid, name: &str, symbol: &str) -> Aler
         .unwrap_or_else(|e| panic!("create_alert {name}: {e}"))
 }
 
-/// A trigger of `alert` at bar `bar`, with a notification and `hooks` webhooks.
+/// A trigger of `alert` at bar `bar`, with a notification and `hooks` webhooks (no secrets).
 pub fn trigger(alert: &AlertRow, bar: DateTime<Utc>, hooks: i32) -> NewTrigger {
     NewTrigger {
         alert_id: alert.id,
@@ -303,10 +307,12 @@ pub fn trigger(alert: &AlertRow, bar: DateTime<Utc>, hooks: i32) -> NewTrigger {
             title: format!("{} fired", alert.name),
             body: format!("bar {bar}"),
         }),
-        webhooks: (0..hooks)
-            .map(|i| NewWebhook {
+        deliveries: (0..hooks)
+            .map(|i| NewDelivery {
                 action_index: i,
+                kind: DeliveryKind::Webhook,
                 url: format!("https://example.com/hook/{i}"),
+                secret: None,
                 payload: format!("{{\"alert\":\"{}\",\"i\":{i}}}", alert.id),
             })
             .collect(),
