@@ -1,0 +1,551 @@
+//! The outbox workers: claim due deliveries, send them, record every attempt.
+//!
+//! Crash safety comes from the store: a claimed delivery carries a lease; a worker that dies
+//! leaves it to expire and another worker (or this one after a restart) claims it again, so
+//! every delivery is sent at least once and its `webhook-id` lets the receiver drop repeats.
+//! Completion is fenced by the lease: a worker that lost its lease records nothing.
+//!
+//! Concurrency: at most `max_in_flight` attempts per process and `per_host` per receiver
+//! host; a delivery whose host is busy is put back for `defer` without counting an attempt,
+//! so one slow receiver never takes the slots other receivers need.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use alert_store::{AttemptOutcome, AttemptRecord, Delivery, DeliveryKind, Store};
+use chrono::Utc;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::bots::{BotAction, BotError, BotHandler};
+use crate::metrics_names as m;
+use crate::retry::RetryPolicy;
+use crate::sign::{Secret, generate_secret};
+use crate::ssrf::AddressPolicy;
+use crate::webhook::{Attempt, ClientError, RESPONSE_KEEP, Verdict, WebhookSender, message_id};
+
+/// Dispatcher settings.
+#[derive(Clone, Debug)]
+pub struct DispatchConfig {
+    /// This worker's lease owner name (unique per process).
+    pub worker: String,
+    /// How often the outbox is polled when nothing wakes the dispatcher.
+    pub poll: Duration,
+    /// Deliveries claimed per query.
+    pub batch: u32,
+    /// How long a claimed delivery is this worker's; must exceed `timeout` comfortably.
+    pub lease: Duration,
+    /// Attempts in flight in this process.
+    pub max_in_flight: usize,
+    /// Attempts in flight per receiver host (`host:port`).
+    pub per_host: usize,
+    /// Per-attempt timeout (connect + send + response).
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+    pub policy: AddressPolicy,
+    /// How long a delivery whose host is busy waits before it is claimed again.
+    pub defer: Duration,
+    /// On shutdown, how long in-flight attempts may take to finish; the rest are abandoned to
+    /// their leases (and retried later).
+    pub shutdown_grace: Duration,
+    /// How long a user's signing secrets are cached.
+    pub secret_cache: Duration,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            worker: worker_name(),
+            poll: Duration::from_millis(500),
+            batch: 128,
+            lease: Duration::from_secs(60),
+            max_in_flight: 256,
+            per_host: 16,
+            timeout: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
+            policy: AddressPolicy::default(),
+            defer: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(15),
+            secret_cache: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `host-pid-random`: unique per process, readable in the outbox.
+pub fn worker_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "dispatch".to_owned());
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+/// Wakes a dispatcher at once (after triggers were recorded) instead of at its next poll.
+#[derive(Clone, Debug, Default)]
+pub struct Waker(Arc<Notify>);
+
+impl Waker {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Each user's signing secrets, with the time they were read.
+type SecretCache = HashMap<Uuid, (Instant, Arc<Vec<Secret>>)>;
+
+struct Context {
+    store: Store,
+    config: DispatchConfig,
+    sender: WebhookSender,
+    bots: Option<Arc<dyn BotHandler>>,
+    secrets: Mutex<SecretCache>,
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+/// The dispatcher. [`Dispatcher::run`] drives it until cancelled.
+pub struct Dispatcher {
+    ctx: Arc<Context>,
+    waker: Waker,
+}
+
+impl Dispatcher {
+    /// A dispatcher of webhooks, and of bot actions when `bots` is given (without a handler,
+    /// bot actions stay in the outbox for a process that has one).
+    pub fn new(
+        store: Store,
+        config: DispatchConfig,
+        bots: Option<Arc<dyn BotHandler>>,
+    ) -> Result<Self, DispatchError> {
+        let sender = WebhookSender::new(config.policy.clone(), config.timeout)?;
+        Ok(Self {
+            ctx: Arc::new(Context {
+                store,
+                config,
+                sender,
+                bots,
+                secrets: Mutex::default(),
+                hosts: Mutex::default(),
+            }),
+            waker: Waker::default(),
+        })
+    }
+
+    pub fn waker(&self) -> Waker {
+        self.waker.clone()
+    }
+
+    /// Forgets a user's cached signing secrets (after a rotation in this process).
+    pub fn forget_secrets(&self, user: Uuid) {
+        lock(&self.ctx.secrets).remove(&user);
+    }
+
+    /// Runs until `cancel`; then stops claiming, lets in-flight attempts finish within the
+    /// shutdown grace, and returns.
+    pub async fn run(self, cancel: CancellationToken) {
+        let ctx = self.ctx;
+        let kinds: &[DeliveryKind] = if ctx.bots.is_some() {
+            &[DeliveryKind::Webhook, DeliveryKind::Bot]
+        } else {
+            &[DeliveryKind::Webhook]
+        };
+        let max_in_flight = ctx.config.max_in_flight.max(1);
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let mut backlog = tokio::time::interval(Duration::from_secs(5));
+        let mut store_backoff = Duration::from_millis(100);
+        tracing::info!(worker = %ctx.config.worker, ?kinds, "dispatcher started");
+        'outer: loop {
+            while tasks.try_join_next().is_some() {}
+            let free = max_in_flight.saturating_sub(tasks.len());
+            let mut more_due = false;
+            if free > 0 {
+                let want = (ctx.config.batch as usize).min(free).max(1);
+                match ctx
+                    .store
+                    .claim_deliveries(
+                        &ctx.config.worker,
+                        kinds,
+                        want as u32,
+                        ctx.config.lease,
+                        Utc::now(),
+                    )
+                    .await
+                {
+                    Ok(claimed) => {
+                        store_backoff = Duration::from_millis(100);
+                        more_due = claimed.len() == want;
+                        for delivery in claimed {
+                            start(&ctx, delivery, &mut tasks);
+                        }
+                        metrics::gauge!(m::IN_FLIGHT).set(tasks.len() as f64);
+                    }
+                    Err(e) => {
+                        metrics::counter!(m::ERRORS).increment(1);
+                        tracing::warn!(error = %e, "dispatcher: claiming deliveries failed");
+                        tokio::select! {
+                            _ = cancel.cancelled() => break 'outer,
+                            _ = tokio::time::sleep(store_backoff) => {}
+                        }
+                        store_backoff = (store_backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                }
+            }
+            if more_due && tasks.len() < max_in_flight {
+                continue;
+            }
+            let poll = tokio::time::sleep(ctx.config.poll);
+            tokio::pin!(poll);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break 'outer,
+                    _ = self.waker.0.notified() => break,
+                    _ = &mut poll => break,
+                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {
+                        metrics::gauge!(m::IN_FLIGHT).set(tasks.len() as f64);
+                        if more_due { break }
+                    }
+                    _ = backlog.tick() => refresh_backlog(&ctx.store).await,
+                }
+            }
+        }
+        let left = tasks.len();
+        if left > 0 {
+            tracing::info!(
+                in_flight = left,
+                "dispatcher stopping: letting in-flight attempts finish"
+            );
+            let drained = tokio::time::timeout(ctx.config.shutdown_grace, async {
+                while tasks.join_next().await.is_some() {}
+            })
+            .await;
+            if drained.is_err() {
+                tracing::warn!(
+                    abandoned = tasks.len(),
+                    "dispatcher: attempts still running after the shutdown grace were abandoned; their leases expire and they are retried"
+                );
+                tasks.abort_all();
+            }
+        }
+        metrics::gauge!(m::IN_FLIGHT).set(0.0);
+        tracing::info!("dispatcher stopped");
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+async fn refresh_backlog(store: &Store) {
+    match store.delivery_counts().await {
+        Ok(c) => metrics::gauge!(m::BACKLOG).set(c.pending as f64),
+        Err(e) => tracing::debug!(error = %e, "dispatcher: delivery counts"),
+    }
+}
+
+/// `host:port` of a URL: the unit of per-host concurrency.
+fn host_key(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => format!(
+            "{}:{}",
+            u.host_str().unwrap_or(""),
+            u.port_or_known_default().unwrap_or(0)
+        ),
+        Err(_) => String::new(),
+    }
+}
+
+fn host_permit(ctx: &Context, url: &str) -> Option<OwnedSemaphorePermit> {
+    let semaphore = {
+        let mut hosts = lock(&ctx.hosts);
+        if hosts.len() > 10_000 {
+            // Forget idle hosts so the map stays bounded.
+            let per_host = ctx.config.per_host.max(1);
+            hosts.retain(|_, s| s.available_permits() < per_host);
+        }
+        Arc::clone(
+            hosts
+                .entry(host_key(url))
+                .or_insert_with(|| Arc::new(Semaphore::new(ctx.config.per_host.max(1)))),
+        )
+    };
+    semaphore.try_acquire_owned().ok()
+}
+
+fn start(ctx: &Arc<Context>, delivery: Delivery, tasks: &mut JoinSet<()>) {
+    let ctx = Arc::clone(ctx);
+    match delivery.kind {
+        DeliveryKind::Webhook if !delivery.disabled => match host_permit(&ctx, &delivery.url) {
+            Some(permit) => {
+                tasks.spawn(async move {
+                    send_webhook(&ctx, delivery).await;
+                    drop(permit);
+                });
+            }
+            None => {
+                metrics::counter!(m::DEFERRED).increment(1);
+                tasks.spawn(async move {
+                    let until = Utc::now() + chrono_duration(ctx.config.defer);
+                    if let Err(e) = ctx
+                        .store
+                        .defer_delivery(delivery.id, &ctx.config.worker, until, Utc::now())
+                        .await
+                    {
+                        metrics::counter!(m::ERRORS).increment(1);
+                        tracing::warn!(delivery = %delivery.id, error = %e, "dispatcher: deferring failed; the lease will expire");
+                    }
+                });
+            }
+        },
+        DeliveryKind::Webhook => {
+            tasks.spawn(async move { cancel_disabled(&ctx, delivery).await });
+        }
+        DeliveryKind::Bot => {
+            tasks.spawn(async move { run_bot(&ctx, delivery).await });
+        }
+    }
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or_else(|_| chrono::Duration::days(1))
+}
+
+async fn user_secrets(ctx: &Context, user: Uuid) -> Result<Arc<Vec<Secret>>, String> {
+    if let Some((at, secrets)) = lock(&ctx.secrets).get(&user)
+        && at.elapsed() < ctx.config.secret_cache
+    {
+        return Ok(Arc::clone(secrets));
+    }
+    let stored = ctx
+        .store
+        .webhook_secret(user, &generate_secret(), Utc::now())
+        .await
+        .map_err(|e| format!("reading the signing secret: {e}"))?;
+    let mut secrets = vec![Secret::parse(&stored.current).map_err(|e| e.to_string())?];
+    if let Some(previous) = stored.previous.as_deref()
+        && let Ok(s) = Secret::parse(previous)
+    {
+        secrets.push(s);
+    }
+    let secrets = Arc::new(secrets);
+    lock(&ctx.secrets).insert(user, (Instant::now(), Arc::clone(&secrets)));
+    Ok(secrets)
+}
+
+async fn send_webhook(ctx: &Context, d: Delivery) {
+    let secrets = match d.secret.as_deref() {
+        Some(own) => Secret::parse(own)
+            .map(|s| Arc::new(vec![s]))
+            .map_err(|e| format!("the action's {e}")),
+        None => user_secrets(ctx, d.user_id).await,
+    };
+    let attempt = match secrets {
+        Ok(secrets) => {
+            let msg_id = message_id(d.trigger_id, d.action_index);
+            ctx.sender
+                .send(
+                    &d.url,
+                    &msg_id,
+                    Utc::now().timestamp(),
+                    &secrets,
+                    &d.payload,
+                )
+                .await
+        }
+        Err(error) if error.starts_with("reading") => {
+            // The store is unreachable: nothing was sent; retry on schedule.
+            Attempt {
+                verdict: Verdict::Retry,
+                status: None,
+                error: Some(error),
+                duration: Duration::ZERO,
+                response: None,
+                retry_after: None,
+            }
+        }
+        Err(error) => Attempt {
+            verdict: Verdict::Fail,
+            status: None,
+            error: Some(error),
+            duration: Duration::ZERO,
+            response: None,
+            retry_after: None,
+        },
+    };
+    metrics::histogram!(m::ATTEMPT_SECONDS).record(attempt.duration.as_secs_f64());
+    if attempt.verdict == Verdict::Gone {
+        let reason = "the receiver answered 410 Gone: this webhook action is disabled until the alert is replaced";
+        if let Err(e) = ctx
+            .store
+            .disable_webhook(d.alert_id, d.action_index, reason, Utc::now())
+            .await
+        {
+            metrics::counter!(m::ERRORS).increment(1);
+            tracing::warn!(alert = %d.alert_id, error = %e, "dispatcher: disabling a webhook failed");
+        }
+        tracing::info!(alert = %d.alert_id, action = d.action_index, "webhook disabled: 410 Gone");
+    }
+    let outcome = outcome(ctx, &d, attempt.verdict, attempt.retry_after);
+    let record = AttemptRecord {
+        status_code: attempt.status.map(i32::from),
+        error: attempt.error,
+        duration_ms: i32::try_from(attempt.duration.as_millis()).unwrap_or(i32::MAX),
+        outcome,
+        response: attempt.response.map(|r| truncate(r, RESPONSE_KEEP)),
+    };
+    complete(ctx, &d, record, attempt_label(attempt.verdict)).await;
+}
+
+fn attempt_label(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Delivered => "delivered",
+        Verdict::Retry => "retry",
+        Verdict::Gone => "gone",
+        Verdict::Fail => "failed",
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+fn outcome(
+    ctx: &Context,
+    d: &Delivery,
+    verdict: Verdict,
+    retry_after: Option<Duration>,
+) -> AttemptOutcome {
+    match verdict {
+        Verdict::Delivered => AttemptOutcome::Delivered,
+        Verdict::Gone => AttemptOutcome::Cancelled,
+        Verdict::Fail => AttemptOutcome::Failed,
+        Verdict::Retry => {
+            let made = usize::try_from(d.attempts).unwrap_or(0) + 1;
+            match ctx
+                .config
+                .retry
+                .next_delay(made, retry_after, &mut rand::rng())
+            {
+                Some(delay) => AttemptOutcome::Retry {
+                    at: Utc::now() + chrono_duration(delay),
+                },
+                None => AttemptOutcome::Failed,
+            }
+        }
+    }
+}
+
+async fn complete(ctx: &Context, d: &Delivery, record: AttemptRecord, result: &'static str) {
+    let kind = d.kind.as_str();
+    let status = match record.outcome {
+        AttemptOutcome::Delivered => Some("delivered"),
+        AttemptOutcome::Failed => Some("failed"),
+        AttemptOutcome::Cancelled => Some("cancelled"),
+        AttemptOutcome::Retry { .. } => None,
+    };
+    let error = record.error.clone();
+    match ctx
+        .store
+        .complete_delivery(d.id, &ctx.config.worker, &record, Utc::now())
+        .await
+    {
+        Ok(true) => {
+            metrics::counter!(m::ATTEMPTS, "kind" => kind, "result" => result).increment(1);
+            if let Some(status) = status {
+                metrics::counter!(m::DELIVERIES, "kind" => kind, "status" => status).increment(1);
+            }
+            match status {
+                Some("failed") => {
+                    tracing::warn!(delivery = %d.id, alert = %d.alert_id, attempts = d.attempts + 1, error = error.as_deref().unwrap_or(""), "delivery failed for good")
+                }
+                Some(_) => tracing::debug!(delivery = %d.id, ?status, "delivery finished"),
+                None => {
+                    tracing::debug!(delivery = %d.id, error = error.as_deref().unwrap_or(""), "delivery attempt failed; retrying")
+                }
+            }
+        }
+        Ok(false) => {
+            tracing::warn!(delivery = %d.id, "dispatcher: lease lost before the attempt was recorded; another worker owns it")
+        }
+        Err(e) => {
+            metrics::counter!(m::ERRORS).increment(1);
+            tracing::warn!(delivery = %d.id, error = %e, "dispatcher: recording an attempt failed; the lease will expire and the delivery is retried");
+        }
+    }
+}
+
+async fn cancel_disabled(ctx: &Context, d: Delivery) {
+    let record = AttemptRecord {
+        status_code: None,
+        error: Some("not sent: this webhook action was disabled (410 Gone)".to_owned()),
+        duration_ms: 0,
+        outcome: AttemptOutcome::Cancelled,
+        response: None,
+    };
+    complete(ctx, &d, record, "disabled").await;
+}
+
+async fn run_bot(ctx: &Context, d: Delivery) {
+    let Some(bots) = ctx.bots.as_ref() else {
+        return;
+    };
+    let started = Instant::now();
+    let payload = serde_json::from_str(&d.payload).unwrap_or(serde_json::Value::Null);
+    let result = bots
+        .handle(BotAction {
+            trigger_id: d.trigger_id,
+            alert_id: d.alert_id,
+            user_id: d.user_id,
+            bot_id: d.url.clone(),
+            payload,
+        })
+        .await;
+    let (verdict, error) = match result {
+        Ok(()) => (Verdict::Delivered, None),
+        Err(BotError::Retry(e)) => (Verdict::Retry, Some(e)),
+        Err(BotError::Permanent(e)) => (Verdict::Fail, Some(e)),
+    };
+    let record = AttemptRecord {
+        status_code: None,
+        error,
+        duration_ms: i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX),
+        outcome: outcome(ctx, &d, verdict, None),
+        response: None,
+    };
+    complete(ctx, &d, record, attempt_label(verdict)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_keyed_with_their_port() {
+        assert_eq!(host_key("https://example.com/x"), "example.com:443");
+        assert_eq!(host_key("http://example.com/x"), "example.com:80");
+        assert_eq!(host_key("http://127.0.0.1:9000/x"), "127.0.0.1:9000");
+        assert_eq!(host_key("not a url"), "");
+    }
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        assert_eq!(truncate("héllo".to_owned(), 2), "h");
+        assert_eq!(truncate("abc".to_owned(), 10), "abc");
+    }
+}

@@ -1,0 +1,22 @@
+//! Prometheus metric names of dispatch.
+
+/// Finished attempts, labelled `kind` (webhook, bot) and `result` (delivered, retry, failed,
+/// gone, disabled).
+pub const ATTEMPTS: &str = "alert_runner_delivery_attempts_total";
+/// Deliveries that reached a final state, labelled `kind` and `status` (delivered, failed,
+/// cancelled).
+pub const DELIVERIES: &str = "alert_runner_deliveries_total";
+/// Attempt latency.
+pub const ATTEMPT_SECONDS: &str = "alert_runner_delivery_attempt_seconds";
+/// Pending deliveries in the outbox (refreshed every few seconds).
+pub const BACKLOG: &str = "alert_runner_delivery_backlog";
+/// Attempts in flight in this process.
+pub const IN_FLIGHT: &str = "alert_runner_deliveries_in_flight";
+/// Deliveries put back because their receiver's host had too many in flight.
+pub const DEFERRED: &str = "alert_runner_deliveries_deferred_total";
+/// Store errors met by the dispatcher.
+pub const ERRORS: &str = "alert_runner_dispatch_errors_total";
+/// Live (SSE/WebSocket) subscribers.
+pub const LIVE_SUBSCRIBERS: &str = "alert_runner_live_subscribers";
+/// Live subscribers dropped because they fell behind.
+pub const LIVE_DROPPED: &str = "alert_runner_live_dropped_total";
