@@ -98,6 +98,11 @@ impl Waker {
     pub fn wake(&self) {
         self.0.notify_one();
     }
+
+    /// Waits for a wake-up (the dispatcher's side; also for tests of what wakes it).
+    pub async fn notified(&self) {
+        self.0.notified().await;
+    }
 }
 
 /// Each user's signing secrets, with the time they were read.
@@ -208,7 +213,7 @@ impl Dispatcher {
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => break 'outer,
-                    _ = self.waker.0.notified() => break,
+                    _ = self.waker.notified() => break,
                     _ = &mut poll => break,
                     Some(_) = tasks.join_next(), if !tasks.is_empty() => {
                         metrics::gauge!(m::IN_FLIGHT).set(tasks.len() as f64);

@@ -113,6 +113,17 @@ pub struct Runner {
     readiness: Readiness,
     stats: RunnerStats,
     by_symbol: metrics_names::ActiveBySymbol,
+    outlets: Outlets,
+}
+
+/// Where recorded triggers are announced in-process, besides the store.
+#[derive(Clone, Debug, Default)]
+pub struct Outlets {
+    /// Live clients (SSE/WebSocket): each new trigger and notification, to its user.
+    pub live: Option<alert_dispatch::LiveHub>,
+    /// The in-process dispatcher, woken when deliveries were queued so it sends them at once
+    /// rather than at its next poll.
+    pub dispatcher: Option<alert_dispatch::Waker>,
 }
 
 /// The closed bars of the feed timeframe an alert needs to be warm.
@@ -132,6 +143,12 @@ fn warmup_needed(def: &AlertDefinition, feed: Timeframe) -> usize {
 }
 
 impl Runner {
+    /// Announces recorded triggers to live clients and wakes the dispatcher.
+    pub fn with_outlets(mut self, outlets: Outlets) -> Self {
+        self.outlets = outlets;
+        self
+    }
+
     /// Loads the active alerts and the engine state from the store.
     pub async fn start(
         store: Store,
@@ -154,6 +171,7 @@ impl Runner {
             readiness: readiness.clone(),
             stats: RunnerStats::default(),
             by_symbol: Default::default(),
+            outlets: Outlets::default(),
         };
         // What must survive a restart: the last bar each alert fired on.
         let mut state = EngineState::default();
@@ -290,6 +308,43 @@ impl Runner {
     }
 
     /// Active alerts, total and per symbol (bounded); on alert changes, never per candle.
+    /// Pushes a recorded trigger (and its notification) to the user's live connections.
+    fn announce(
+        &self,
+        record: &alert_store::NewTrigger,
+        trigger_id: Uuid,
+        notification_id: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) {
+        let Some(live) = &self.outlets.live else {
+            return;
+        };
+        live.publish(
+            record.user_id,
+            alert_dispatch::LiveEvent::Trigger {
+                trigger_id,
+                alert_id: record.alert_id,
+                symbol: record.symbol.clone(),
+                bar_time: record.bar_time,
+                fired_at: record.fired_at,
+                snapshot: record.snapshot.clone(),
+            },
+        );
+        if let (Some(n), Some(id)) = (&record.notification, notification_id) {
+            live.publish(
+                record.user_id,
+                alert_dispatch::LiveEvent::Notification {
+                    id,
+                    trigger_id,
+                    alert_id: record.alert_id,
+                    title: n.title.clone(),
+                    body: n.body.clone(),
+                    created_at: now,
+                },
+            );
+        }
+    }
+
     fn publish_alert_gauges(&mut self) {
         metrics::gauge!(ALERTS_ACTIVE).set(self.alerts.len() as f64);
         let mut counts = HashMap::new();
@@ -459,6 +514,7 @@ impl Runner {
                 SourceEvent::Reconnected => metrics::counter!(RECONNECTS).increment(1),
             }
         }
+        let mut queued_any = false;
         if !fired.is_empty() {
             let now = Utc::now();
             // Keep each record beside its trigger (a trigger that is not a stored alert's has
@@ -468,9 +524,14 @@ impl Runner {
                 .filter_map(|t| trigger_to_record(&t, now).map(|r| (t, r)))
                 .unzip();
             let results = self.store.record_triggers(&records, now).await?;
-            for (t, r) in fired.iter().zip(&results) {
+            for ((t, record), r) in fired.iter().zip(&records).zip(&results) {
                 match r {
-                    alert_store::Recorded::New { trigger_id, .. } => {
+                    alert_store::Recorded::New {
+                        trigger_id,
+                        notification_id,
+                    } => {
+                        queued_any |= !record.deliveries.is_empty();
+                        self.announce(record, *trigger_id, *notification_id, now);
                         self.stats.triggers_recorded += 1;
                         metrics::counter!(TRIGGERS).increment(1);
                         let message = t.render_message(t.fired_at).unwrap_or_default();
@@ -489,6 +550,11 @@ impl Runner {
                     }
                 }
             }
+        }
+        if let Some(waker) = &self.outlets.dispatcher
+            && queued_any
+        {
+            waker.wake();
         }
         let expired_any = !expired.is_empty();
         for id in expired {

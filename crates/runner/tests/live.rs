@@ -170,3 +170,96 @@ async fn postgres_changes_arrive_by_notify() {
     let drop = format!("DROP DATABASE {db} WITH (FORCE)");
     let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&pool).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_triggers_reach_live_clients_and_wake_the_dispatcher() {
+    let path = std::env::temp_dir().join(format!("ar-live-{}.db", uuid::Uuid::new_v4()));
+    let url = format!("sqlite://{}", path.display());
+    let Ok(store) = Store::connect(&url, StoreOptions::default()).await else {
+        panic!("open")
+    };
+    let mut def = alert(50.0);
+    def.definition["actions"] = serde_json::json!([
+        {"type": "notify", "title": "up"},
+        {"type": "webhook", "url": "https://example.com/hook"}
+    ]);
+    let Ok(row) = store.create_alert(USER, &def, chrono::Utc::now()).await else {
+        panic!("create")
+    };
+    let hub = alert_dispatch::LiveHub::new(16);
+    let mut mine = hub.subscribe(USER);
+    let mut other = hub.subscribe(uuid::Uuid::from_u128(7));
+    let waker = alert_dispatch::Waker::default();
+    let woken = waker.clone();
+    let Ok((runner, _wanted, _ready)) = Runner::start(
+        store.clone(),
+        RunnerConfig {
+            live_only: false,
+            ..RunnerConfig::default()
+        },
+    )
+    .await
+    else {
+        panic!("start")
+    };
+    let runner = runner.with_outlets(alert_runtime::Outlets {
+        live: Some(hub.clone()),
+        dispatcher: Some(waker),
+    });
+    let (tx, rx) = mpsc::channel(64);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(runner.run(rx, cancel.clone()));
+    let _ = tx.send(candle(0, 100.0)).await;
+
+    let Ok(Some(first)) = tokio::time::timeout(Duration::from_secs(5), mine.recv()).await else {
+        panic!("no trigger event")
+    };
+    let Ok(Some(second)) = tokio::time::timeout(Duration::from_secs(5), mine.recv()).await else {
+        panic!("no notification event")
+    };
+    let (trigger_id, alert_id) = match &*first {
+        alert_dispatch::LiveEvent::Trigger {
+            trigger_id,
+            alert_id,
+            ..
+        } => (*trigger_id, *alert_id),
+        other => panic!("expected the trigger first, got {other:?}"),
+    };
+    assert_eq!(alert_id, row.id);
+    let Ok(notes) = store.list_notifications(USER, 10).await else {
+        panic!("notifications")
+    };
+    match &*second {
+        alert_dispatch::LiveEvent::Notification {
+            id,
+            trigger_id: t,
+            title,
+            ..
+        } => {
+            assert_eq!(*t, trigger_id);
+            assert_eq!(title, "up");
+            assert_eq!(notes.len(), 1);
+            assert_eq!(
+                *id, notes[0].id,
+                "the live event carries the stored notification's id"
+            );
+        }
+        other => panic!("expected a notification, got {other:?}"),
+    }
+    assert!(
+        other.receiver().try_recv().is_err(),
+        "another user's stream got nothing"
+    );
+    // The webhook was queued: the dispatcher's waker holds a notification for it.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), woken.notified())
+            .await
+            .is_ok()
+    );
+    cancel.cancel();
+    let _ = task.await;
+    store.close().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
