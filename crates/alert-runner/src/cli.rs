@@ -23,8 +23,12 @@ pub enum Command {
     /// With no configuration: SQLite in the working
     /// directory and a simulated market, with a demo user and example alerts.
     Serve(RunArgs),
-    /// Run the runner only (market data → engine → store), without the HTTP server.
+    /// Run the runner only (market data → engine → store), without the HTTP server and the
+    /// dispatcher (run `dispatch` beside it).
     Run(RunArgs),
+    /// Run the dispatcher only: send the store's queued webhooks (signed, retried), with
+    /// /healthz and /metrics. Any number may share one PostgreSQL store.
+    Dispatch(DispatchCommandArgs),
     /// Compute indicators over a candle file and print them as CSV.
     #[command(after_long_help = indicators_help())]
     Indicators(IndicatorsArgs),
@@ -34,10 +38,17 @@ pub enum Command {
     /// Manage stored alerts from the command line (import a JSON array for a user, list them).
     #[command(subcommand)]
     Alerts(AlertsCommand),
+    /// A user's webhook signing secret: show it (created on first use) or rotate it.
+    #[command(subcommand)]
+    WebhookSecret(WebhookSecretCommand),
     /// Benchmark the store on a scratch database next to --database-url (created and removed):
     /// record 10,000 triggers of one bar close, load 1,000,000 alerts, claim and complete 10,000
     /// deliveries. Prints one JSON object.
     BenchStore(BenchStoreArgs),
+    /// Benchmark webhook dispatch on a scratch database next to --database-url (created and
+    /// removed): deliveries per second from the outbox to a local receiver, beside a plain HTTP
+    /// client's rate to the same receiver in the same run. Prints one JSON object.
+    BenchDispatch(BenchDispatchArgs),
     /// Apply the database migrations (they are also applied at start unless turned off).
     Migrate(DatabaseArgs),
     /// Benchmark the engine on a deterministic synthetic market (1m candles, in memory) and
@@ -108,6 +119,9 @@ pub enum AlertsCommand {
         user: uuid::Uuid,
         /// The JSON array file.
         file: PathBuf,
+        /// Webhook URLs are checked as the dispatcher will check them.
+        #[command(flatten)]
+        webhooks: WebhookPolicyArgs,
     },
     /// List a user's alerts as JSON lines.
     List {
@@ -116,6 +130,33 @@ pub enum AlertsCommand {
         #[arg(long)]
         user: uuid::Uuid,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookSecretCommand {
+    /// Print the user's current secret (and the previous one while it still signs).
+    Show {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[arg(long)]
+        user: uuid::Uuid,
+    },
+    /// Replace the user's secret with a new random one; the old one keeps signing beside it
+    /// for --grace, so receivers can switch without losing a message.
+    Rotate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[arg(long)]
+        user: uuid::Uuid,
+        /// How long the old secret keeps signing (units ms, s, m, h).
+        #[arg(long, default_value = "24h", value_parser = parse_grace)]
+        grace: std::time::Duration,
+    },
+}
+
+fn parse_grace(s: &str) -> Result<std::time::Duration, String> {
+    alert_dispatch::retry::parse_duration(s)
+        .ok_or_else(|| format!("{s:?}: expected a duration such as 30m, 24h"))
 }
 
 /// Where market data comes from.
@@ -140,7 +181,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// Do not apply migrations at start.
-    #[arg(long, env = "ALERT_RUNNER_NO_MIGRATE")]
+    #[arg(long, env = "ALERT_RUNNER_NO_MIGRATE", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_migrate: bool,
     /// HTTP listen address (serve).
     #[arg(long, env = "ALERT_LISTEN", default_value = "127.0.0.1:8080")]
@@ -165,7 +206,7 @@ pub struct RunArgs {
     #[arg(long, env = "ALERT_REPLAY_SPEED")]
     pub replay_speed: Option<f64>,
     /// Loop the replay forever (times shifted forward each round).
-    #[arg(long, env = "ALERT_REPLAY_LOOP")]
+    #[arg(long, env = "ALERT_REPLAY_LOOP", value_parser = clap::builder::BoolishValueParser::new())]
     pub replay_loop: bool,
     /// The timeframe of the candles fed (replay files, the Binance kline interval, or the
     /// candles pushed to the ingest source).
@@ -197,11 +238,81 @@ pub struct RunArgs {
     pub sim_speed: f64,
     /// Create the demo user's example alerts on a fresh store (default: with the simulated
     /// market).
-    #[arg(long, env = "ALERT_DEMO")]
+    #[arg(long, env = "ALERT_DEMO", value_parser = clap::builder::BoolishValueParser::new())]
     pub demo: Option<bool>,
     /// Log format: json, text, or auto (text on a terminal).
     #[arg(long, env = "ALERT_LOG_FORMAT", default_value = "auto")]
     pub log_format: String,
+    /// serve: do not run the dispatcher in this process (`dispatch` processes send instead).
+    #[arg(long, env = "ALERT_NO_DISPATCH", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_dispatch: bool,
+    #[command(flatten)]
+    pub dispatch: DispatchArgs,
+}
+
+/// Where webhooks may go (SSRF protection): checked when alerts are stored and before each
+/// connection.
+#[derive(Debug, Args)]
+pub struct WebhookPolicyArgs {
+    /// Allow webhooks to loopback, private, link-local and other non-public addresses
+    /// (tests and self-hosted setups). Off: such URLs are refused.
+    #[arg(long, env = "ALERT_WEBHOOK_ALLOW_PRIVATE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub webhook_allow_private: bool,
+    /// Ports webhooks may use, comma-separated (default: any).
+    #[arg(long, env = "ALERT_WEBHOOK_ALLOWED_PORTS", value_delimiter = ',')]
+    pub webhook_allowed_ports: Vec<u16>,
+}
+
+/// The dispatcher's settings (serve and dispatch).
+#[derive(Debug, Args)]
+pub struct DispatchArgs {
+    #[command(flatten)]
+    pub webhooks: WebhookPolicyArgs,
+    /// Timeout of one webhook attempt (connect, send, response), in milliseconds.
+    #[arg(long, env = "ALERT_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub webhook_timeout_ms: u64,
+    /// Waits before each retry, comma-separated (units ms, s, m, h); one attempt more than
+    /// entries. Each wait gets ±20 % jitter; a longer Retry-After is honoured.
+    #[arg(
+        long,
+        env = "ALERT_WEBHOOK_RETRY_SCHEDULE",
+        default_value = "5s,5m,30m,2h,5h,10h,10h"
+    )]
+    pub webhook_retry_schedule: String,
+    /// Webhook attempts in flight per process.
+    #[arg(long, env = "ALERT_DISPATCH_CONCURRENCY", default_value_t = 256)]
+    pub dispatch_concurrency: usize,
+    /// Webhook attempts in flight per receiver host (host:port).
+    #[arg(long, env = "ALERT_WEBHOOK_PER_HOST", default_value_t = 16)]
+    pub webhook_per_host: usize,
+    /// How often the outbox is polled for due deliveries, in milliseconds (serve's runner
+    /// also wakes its dispatcher at once).
+    #[arg(long, env = "ALERT_DISPATCH_POLL_MS", default_value_t = 500)]
+    pub dispatch_poll_ms: u64,
+    /// On shutdown, how long in-flight attempts may take to finish, in milliseconds.
+    #[arg(
+        long,
+        env = "ALERT_DISPATCH_SHUTDOWN_GRACE_MS",
+        default_value_t = 15_000
+    )]
+    pub dispatch_shutdown_grace_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DispatchCommandArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Do not apply migrations at start.
+    #[arg(long, env = "ALERT_RUNNER_NO_MIGRATE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_migrate: bool,
+    /// HTTP listen address for /healthz and /metrics.
+    #[arg(long, env = "ALERT_DISPATCH_LISTEN", default_value = "127.0.0.1:8081")]
+    pub listen: String,
+    /// Log format: json, text, or auto (text on a terminal).
+    #[arg(long, env = "ALERT_LOG_FORMAT", default_value = "auto")]
+    pub log_format: String,
+    #[command(flatten)]
+    pub dispatch: DispatchArgs,
 }
 
 #[derive(Debug, Args)]
@@ -281,4 +392,17 @@ fn indicators_help() -> String {
          Example:\n  alert-runner indicators --candles btc_1h.csv --indicator RSI --indicator 'MACD(12,26,9)'\n",
     );
     help
+}
+
+#[derive(Debug, Args)]
+pub struct BenchDispatchArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Webhook deliveries recorded (one per trigger) and sent.
+    #[arg(long, default_value_t = 20_000)]
+    pub deliveries: u32,
+    /// Requests in flight: the dispatcher's bound (in total and for the one receiver host) and
+    /// the plain client's.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
 }

@@ -486,3 +486,285 @@ async fn serve_with_ingest_fires_on_pushed_candles() {
     let want: BTreeSet<(String, i64)> = [("BTC above 100".to_owned(), m0)].into();
     assert_eq!(got, want, "exactly one trigger, on the current bar");
 }
+
+/// Requests a test receiver got: (path, headers, body).
+type Hooks = std::sync::Arc<std::sync::Mutex<Vec<(String, axum::http::HeaderMap, Vec<u8>)>>>;
+
+async fn start_receiver() -> (u16, Hooks) {
+    let hooks: Hooks = Default::default();
+    let Ok(listener) = tokio::net::TcpListener::bind("127.0.0.1:0").await else {
+        panic!("bind receiver")
+    };
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let app = axum::Router::new()
+        .route(
+            "/{path}",
+            axum::routing::post(
+                |axum::extract::State(hooks): axum::extract::State<Hooks>,
+                 axum::extract::Path(path): axum::extract::Path<String>,
+                 headers: axum::http::HeaderMap,
+                 body: axum::body::Bytes| async move {
+                    if let Ok(mut h) = hooks.lock() {
+                        h.push((path, headers, body.to_vec()));
+                    }
+                    "ok"
+                },
+            ),
+        )
+        .with_state(hooks.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (port, hooks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_sends_signed_webhooks_for_fired_alerts() {
+    const KEY: &str = "test-service-key-0123456789abcdef";
+    let (rx_port, hooks) = start_receiver().await;
+    let dir = tempdir("webhooks");
+    let db = dir.join("hooks.db");
+    let alerts = dir.join("alerts.json");
+    let written = std::fs::write(
+        &alerts,
+        format!(
+            r#"[{{"name": "BTC above 100", "symbol": "BTCUSDT", "base_timeframe": "1m",
+                 "conditions": [{{"id": "p", "type": "price", "operator": ">", "compareValue": 100}}],
+                 "message": "{{{{symbol}}}} above {{{{p.value}}}}",
+                 "actions": [{{"type": "notify"}},
+                             {{"type": "webhook", "url": "http://127.0.0.1:{rx_port}/envelope"}},
+                             {{"type": "webhook", "url": "http://127.0.0.1:{rx_port}/message", "body": "message"}}]}}]"#
+        ),
+    );
+    assert!(written.is_ok());
+
+    // Stored alerts are checked as the dispatcher will check them: loopback is refused…
+    let refused = Command::new(BIN)
+        .args(["alerts", "import", "--user", &USER.to_string()])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", db.display()))
+        .arg(&alerts)
+        .env_remove("ALERT_WEBHOOK_ALLOW_PRIVATE")
+        .output();
+    let Ok(refused) = refused else {
+        panic!("run import")
+    };
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("[0].actions[1].url") && stderr.contains("loopback"),
+        "{stderr}"
+    );
+    // …unless the operator allows private addresses.
+    let allowed = Command::new(BIN)
+        .args(["alerts", "import", "--webhook-allow-private", "--user"])
+        .arg(USER.to_string())
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", db.display()))
+        .arg(&alerts)
+        .output();
+    assert!(
+        allowed.as_ref().is_ok_and(|o| o.status.success()),
+        "{allowed:?}"
+    );
+
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args(["serve", "--source", "ingest", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["--poll-ms", "100", "--log-format", "json"])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", db.display()))
+        .env("ALERT_SERVICE_KEY", KEY)
+        .env("ALERT_WEBHOOK_ALLOW_PRIVATE", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        panic!("spawn serve")
+    };
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30)
+        && http_get(port, "/readyz").is_none_or(|(s, _)| s != 200)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let m0 = now - now.rem_euclid(60_000);
+    let body = format!(
+        r#"{{"candles":[{{"symbol":"BTCUSDT","open_time":{m0},"open":150,"high":150,"low":150,"close":150,"volume":5,"closed":false}}]}}"#
+    );
+    let pushed = http_post(port, "/v1/candles", Some(&format!("Bearer {KEY}")), &body);
+    while started.elapsed() < Duration::from_secs(60)
+        && hooks.lock().map(|h| h.len()).unwrap_or(0) < 2
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let delivered_metric = metric(
+        port,
+        r#"alert_runner_deliveries_total{kind="webhook",status="delivered"}"#,
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let stopped = wait(&mut child, Duration::from_secs(30));
+
+    let url = format!("sqlite://{}", db.display());
+    let Ok(store) = Store::connect(&url, StoreOptions::default()).await else {
+        panic!("open {url}")
+    };
+    let secret = store
+        .webhook_secret(USER, "candidate-not-used-0123456789", chrono::Utc::now())
+        .await;
+    let deliveries = store.list_deliveries(USER, 10).await;
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    assert!(pushed.is_some_and(|(s, _)| s == 202));
+    assert!(stopped, "serve exits 0 on SIGTERM");
+    let Ok(secret) = secret else { panic!("secret") };
+    assert!(
+        secret.current.starts_with("whsec_"),
+        "generated on first use"
+    );
+    let Ok(verifier) = standardwebhooks::Webhook::new(&secret.current) else {
+        panic!("secret format")
+    };
+    let Ok(hooks) = hooks.lock() else {
+        panic!("hooks")
+    };
+    assert_eq!(hooks.len(), 2, "one request per webhook action");
+    for (path, headers, body) in hooks.iter() {
+        assert!(
+            verifier.verify(body, headers).is_ok(),
+            "{path}: signature verified by the standardwebhooks crate"
+        );
+    }
+    let envelope = hooks.iter().find(|h| h.0 == "envelope");
+    let Some((_, headers, body)) = envelope else {
+        panic!("no envelope")
+    };
+    assert_eq!(
+        headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/json")
+    );
+    let envelope = json(&String::from_utf8_lossy(body));
+    assert_eq!(envelope["type"], "alert.triggered");
+    assert_eq!(envelope["data"]["alert"]["name"], "BTC above 100");
+    assert_eq!(envelope["data"]["message"], "BTCUSDT above 150");
+    assert_eq!(envelope["data"]["trigger"]["bar"]["close"], 150.0);
+    let message = hooks.iter().find(|h| h.0 == "message");
+    let Some((_, headers, body)) = message else {
+        panic!("no message webhook")
+    };
+    assert_eq!(body.as_slice(), b"BTCUSDT above 150");
+    assert_eq!(
+        headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("text/plain; charset=utf-8")
+    );
+    let Ok(deliveries) = deliveries else {
+        panic!("deliveries")
+    };
+    assert_eq!(deliveries.len(), 2);
+    assert!(
+        deliveries
+            .iter()
+            .all(|d| d.status == "delivered" && d.attempts == 1)
+    );
+    assert_eq!(delivered_metric, Some(2.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatch_alone_sends_what_the_runner_queued() {
+    let (rx_port, hooks) = start_receiver().await;
+    let dir = tempdir("dispatch");
+    let url = format!("sqlite://{}", dir.join("d.db").display());
+    let Ok(store) = Store::connect(&url, StoreOptions::default()).await else {
+        panic!("open {url}")
+    };
+    // What `run` leaves in the outbox when a webhook alert fires.
+    let Ok(symbol) = alert_core::Symbol::new("BTCUSDT") else {
+        panic!("symbol")
+    };
+    let alert = store
+        .create_alert(
+            USER,
+            &alert_store::NewAlert {
+                name: "a".into(),
+                symbol,
+                base_timeframe: alert_core::Timeframe::M1,
+                definition: serde_json::json!({"name": "a"}),
+                status: alert_store::AlertStatus::Active,
+            },
+            chrono::Utc::now(),
+        )
+        .await;
+    let Ok(alert) = alert else { panic!("alert") };
+    let trigger = alert_store::NewTrigger {
+        alert_id: alert.id,
+        user_id: USER,
+        symbol: "BTCUSDT".into(),
+        bar_time: chrono::Utc::now(),
+        fired_at: chrono::Utc::now(),
+        snapshot: serde_json::json!({}),
+        notification: None,
+        deliveries: vec![alert_store::NewDelivery {
+            action_index: 0,
+            kind: alert_store::DeliveryKind::Webhook,
+            url: format!("http://127.0.0.1:{rx_port}/queued"),
+            secret: None,
+            payload: r#"{"type":"alert.triggered"}"#.into(),
+        }],
+        spend: false,
+    };
+    assert!(
+        store
+            .record_triggers(&[trigger], chrono::Utc::now())
+            .await
+            .is_ok()
+    );
+    store.close().await;
+
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args([
+            "dispatch",
+            "--webhook-allow-private",
+            "--log-format",
+            "json",
+        ])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--database-url",
+            &url,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        panic!("spawn dispatch")
+    };
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30)
+        && hooks.lock().map(|h| h.len()).unwrap_or(0) < 1
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut attempts = None;
+    while started.elapsed() < Duration::from_secs(30) && attempts.is_none() {
+        attempts = metric(
+            port,
+            r#"alert_runner_delivery_attempts_total{kind="webhook",result="delivered"}"#,
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let health = http_get(port, "/healthz");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let stopped = wait(&mut child, Duration::from_secs(30));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(hooks.lock().map(|h| h.len()).unwrap_or(0), 1);
+    assert_eq!(attempts, Some(1.0));
+    assert!(health.is_some_and(|(s, _)| s == 200));
+    assert!(stopped, "dispatch exits 0 on SIGTERM");
+}

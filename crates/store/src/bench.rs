@@ -7,6 +7,9 @@
 //!   webhook, recorded with [`Store::record_triggers`] in calls of `trigger_batch`;
 //! - **deliver**: `deliveries` of those webhooks claimed in batches of `claim_batch` and
 //!   completed one by one (as delivered), as a dispatch worker does.
+//!
+//! [`ScratchDatabase`] is the throw-away database they run on (also used by
+//! `alert-runner bench-dispatch`).
 
 use std::time::{Duration, Instant};
 
@@ -101,7 +104,7 @@ pub async fn run(url: &str, sizes: BenchSizes) -> Result<BenchReport, StoreError
             "bench: trigger_batch and claim_batch must be positive".into(),
         ));
     }
-    let scratch = Scratch::create(url).await?;
+    let scratch = ScratchDatabase::create(url).await?;
     let result = run_on(&scratch, sizes).await;
     let cleaned = scratch.remove().await;
     let report = result?;
@@ -109,7 +112,21 @@ pub async fn run(url: &str, sizes: BenchSizes) -> Result<BenchReport, StoreError
     Ok(report)
 }
 
-/// The scratch database.
+/// A scratch database for a benchmark, next to a configured one: a new PostgreSQL database on
+/// the server of a `postgres://…` URL (created and dropped with the URL's credentials, which
+/// need CREATEDB), or a new SQLite file in a fresh directory under the system temp directory
+/// for a `sqlite:…` URL. [`ScratchDatabase::remove`] drops it; nothing removes it on drop.
+pub struct ScratchDatabase(Scratch);
+
+impl std::fmt::Debug for ScratchDatabase {
+    // The URLs may carry a password: show the database only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ScratchDatabase")
+            .field(&self.describe())
+            .finish()
+    }
+}
+
 enum Scratch {
     Sqlite {
         dir: std::path::PathBuf,
@@ -122,15 +139,17 @@ enum Scratch {
     },
 }
 
-impl Scratch {
-    async fn create(url: &str) -> Result<Self, StoreError> {
+impl ScratchDatabase {
+    /// Creates an empty scratch database next to `url` (no migrations applied yet: the store
+    /// applies them when it connects).
+    pub async fn create(url: &str) -> Result<Self, StoreError> {
         let tag = Uuid::new_v4().simple().to_string();
         if url.starts_with("sqlite:") {
             let dir = std::env::temp_dir().join(format!("alert-store-bench-{tag}"));
             std::fs::create_dir_all(&dir)
                 .map_err(|e| StoreError::Config(format!("bench: create {}: {e}", dir.display())))?;
             let url = format!("sqlite://{}", dir.join("bench.db").display());
-            Ok(Self::Sqlite { dir, url })
+            Ok(Self(Scratch::Sqlite { dir, url }))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let name = format!("alert_store_bench_{tag}");
             let mut conn = sqlx::PgConnection::connect(url).await?;
@@ -138,11 +157,11 @@ impl Scratch {
                 .execute(&mut conn)
                 .await?;
             conn.close().await?;
-            Ok(Self::Postgres {
+            Ok(Self(Scratch::Postgres {
                 admin: url.to_owned(),
                 url: with_database(url, &name),
                 name,
-            })
+            }))
         } else {
             Err(StoreError::Config(format!(
                 "bench: {url:?}: expected sqlite://PATH or postgres://USER@HOST/DB"
@@ -150,24 +169,28 @@ impl Scratch {
         }
     }
 
-    fn url(&self) -> &str {
-        match self {
-            Self::Sqlite { url, .. } | Self::Postgres { url, .. } => url,
+    /// The scratch database's URL, for [`Store::connect`].
+    pub fn url(&self) -> &str {
+        match &self.0 {
+            Scratch::Sqlite { url, .. } | Scratch::Postgres { url, .. } => url,
         }
     }
 
-    fn describe(&self) -> String {
-        match self {
-            Self::Sqlite { url, .. } => url.trim_start_matches("sqlite://").to_owned(),
-            Self::Postgres { name, .. } => name.clone(),
+    /// The scratch database for reports: a PostgreSQL database name or a file path.
+    pub fn describe(&self) -> String {
+        match &self.0 {
+            Scratch::Sqlite { url, .. } => url.trim_start_matches("sqlite://").to_owned(),
+            Scratch::Postgres { name, .. } => name.clone(),
         }
     }
 
-    async fn remove(self) -> Result<(), StoreError> {
-        match self {
-            Self::Sqlite { dir, .. } => std::fs::remove_dir_all(&dir)
+    /// Removes the scratch database (close every store on it first; PostgreSQL's is dropped
+    /// `WITH (FORCE)` anyway).
+    pub async fn remove(self) -> Result<(), StoreError> {
+        match self.0 {
+            Scratch::Sqlite { dir, .. } => std::fs::remove_dir_all(&dir)
                 .map_err(|e| StoreError::Config(format!("bench: remove {}: {e}", dir.display()))),
-            Self::Postgres { admin, name, .. } => {
+            Scratch::Postgres { admin, name, .. } => {
                 let mut conn = sqlx::PgConnection::connect(&admin).await?;
                 sqlx::query(AssertSqlSafe(format!(
                     "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
@@ -212,7 +235,7 @@ fn bench_now() -> DateTime<Utc> {
         .unwrap_or_else(Utc::now)
 }
 
-async fn run_on(scratch: &Scratch, sizes: BenchSizes) -> Result<BenchReport, StoreError> {
+async fn run_on(scratch: &ScratchDatabase, sizes: BenchSizes) -> Result<BenchReport, StoreError> {
     let store = Store::connect(
         scratch.url(),
         StoreOptions {

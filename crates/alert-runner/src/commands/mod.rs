@@ -3,6 +3,8 @@
 mod alerts;
 mod backtest;
 mod bench;
+mod bench_dispatch;
+mod dispatch;
 mod indicators;
 mod migrate;
 mod serve;
@@ -19,11 +21,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Indicators(args) => indicators::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::BenchStore(args) => bench::run_store(&args),
+        Command::BenchDispatch(args) => bench_dispatch::run(&args),
         Command::Backtest(args) => backtest::run(&args),
         Command::Migrate(args) => migrate::run(&args),
         Command::Alerts(cmd) => alerts::run(&cmd),
+        Command::WebhookSecret(cmd) => alerts::run_secret(&cmd),
         Command::Serve(args) => serve::run(&args, true),
         Command::Run(args) => serve::run(&args, false),
+        Command::Dispatch(args) => dispatch::run(&args),
     }
 }
 

@@ -7,12 +7,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use alert_dispatch::{Dispatcher, LiveHub};
 use alert_marketdata::ingest::MAX_CANDLES_PER_REQUEST;
 use alert_marketdata::{
     Ingest, IngestConfig, IngestHandle, PushError, Replay, ReplayConfig, Simulated,
     SimulatedConfig, Source,
 };
-use alert_runtime::{CANDLES_REJECTED, Readiness, Runner, RunnerConfig};
+use alert_runtime::{CANDLES_REJECTED, Outlets, Readiness, Runner, RunnerConfig};
 use alert_store::{Limits, Store, StoreOptions};
 use anyhow::Context;
 use axum::body::Bytes;
@@ -29,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{RunArgs, SourceKind};
 
 /// Logs as JSON lines, or human-readable when stdout is a terminal (`--log-format`).
-pub fn init_logging(format: &str) {
+pub(crate) fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     let json = match format {
@@ -254,7 +255,7 @@ async fn seed_demo(store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn healthz() -> &'static str {
+pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
@@ -267,7 +268,7 @@ async fn readyz(State(ready): State<Readiness>) -> impl IntoResponse {
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.
-fn on_shutdown_signal(token: CancellationToken) {
+pub(crate) fn on_shutdown_signal(token: CancellationToken) {
     tokio::spawn(async move {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
@@ -335,9 +336,25 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
         live_only: !matches!(args.source, SourceKind::Replay),
         ..RunnerConfig::default()
     };
+    // serve runs the dispatcher too, unless told that `dispatch` processes send.
+    let dispatcher = if http && !args.no_dispatch {
+        let config = args.dispatch.config()?;
+        args.dispatch.log(&config);
+        Some(Dispatcher::new(store.clone(), config, None)?)
+    } else {
+        None
+    };
+    let live = LiveHub::default();
     let (runner, wanted, readiness) = Runner::start(store.clone(), config).await?;
+    let runner = runner.with_outlets(Outlets {
+        live: Some(live.clone()),
+        dispatcher: dispatcher.as_ref().map(Dispatcher::waker),
+    });
     let cancel = CancellationToken::new();
     on_shutdown_signal(cancel.clone());
+    // The dispatcher stops after the runner has flushed its last triggers.
+    let dispatch_cancel = CancellationToken::new();
+    let dispatch_task = dispatcher.map(|d| tokio::spawn(d.run(dispatch_cancel.clone())));
 
     // With ingest, the largest request fits whole, with room for the next.
     let capacity = if ingest.is_some() {
@@ -393,8 +410,15 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
         None
     };
 
-    let stats = runner_task.await.context("runner task")??;
+    let stats = runner_task.await;
     cancel.cancel();
+    dispatch_cancel.cancel();
+    if let Some(task) = dispatch_task
+        && let Err(e) = task.await
+    {
+        tracing::error!(error = %e, "dispatcher panicked");
+    }
+    let stats = stats.context("runner task")??;
     match source_task.await {
         Ok(Err(e)) => {
             tracing::error!(source = source_name, error = %e, "market data source stopped")
