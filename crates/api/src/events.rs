@@ -1,0 +1,13 @@
+//! Placeholder: replaced by the events endpoints.
+
+use axum::Router;
+
+use crate::ApiState;
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi()]
+pub struct Doc;
