@@ -38,6 +38,9 @@ pub enum Command {
     /// Manage stored alerts from the command line (import a JSON array for a user, list them).
     #[command(subcommand)]
     Alerts(AlertsCommand),
+    /// Mint an API token (a Supabase-style HS256 JWT) for a user, signed with
+    /// SUPABASE_JWT_SECRET or the embedded default's ./alert-runner.jwt-secret.
+    Token(TokenArgs),
     /// A user's webhook signing secret: show it (created on first use) or rotate it.
     #[command(subcommand)]
     WebhookSecret(WebhookSecretCommand),
@@ -130,6 +133,18 @@ pub enum AlertsCommand {
         #[arg(long)]
         user: uuid::Uuid,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The user (uuid); default: the embedded default's demo user.
+    #[arg(long, default_value = "00000000-0000-4000-8000-000000000001")]
+    pub user: uuid::Uuid,
+    /// How long the token is valid (ms, s, m, h).
+    #[arg(long, default_value = "24h", value_parser = parse_grace)]
+    pub ttl: std::time::Duration,
+    #[arg(long, env = "SUPABASE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -243,6 +258,20 @@ pub struct RunArgs {
     /// Log format: json, text, or auto (text on a terminal).
     #[arg(long, env = "ALERT_LOG_FORMAT", default_value = "auto")]
     pub log_format: String,
+    /// The Supabase project's JWT secret: API tokens are HS256-signed with it. Unset: a random
+    /// secret kept in ./alert-runner.jwt-secret (created on first use; `alert-runner token`
+    /// reads it too) — for the embedded default only.
+    #[arg(long, env = "SUPABASE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Origins allowed to call the API from a browser (CORS), comma-separated; `*` for any.
+    #[arg(long, env = "ALERT_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// API requests per second per user (bursts of twice as many); beyond: 429.
+    #[arg(long, env = "ALERT_RATE_LIMIT", default_value_t = 20.0)]
+    pub rate_limit: f64,
+    /// How long a rotated webhook secret keeps signing beside the new one (ms, s, m, h).
+    #[arg(long, env = "ALERT_WEBHOOK_SECRET_GRACE", default_value = "24h", value_parser = parse_grace)]
+    pub webhook_secret_grace: std::time::Duration,
     /// serve: do not run the dispatcher in this process (`dispatch` processes send instead).
     #[arg(long, env = "ALERT_NO_DISPATCH", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_dispatch: bool,

@@ -107,25 +107,20 @@ impl Auth {
         if header.alg != Algorithm::HS256 {
             return Err(AuthError::Algorithm);
         }
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
-                match e.kind() {
-                    ErrorKind::ExpiredSignature => AuthError::Expired,
-                    ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-                    ErrorKind::InvalidAudience => AuthError::Audience,
-                    ErrorKind::InvalidSignature => AuthError::Signature,
-                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                        AuthError::Algorithm
-                    }
-                    ErrorKind::MissingRequiredClaim(claim) if claim == "sub" => {
-                        AuthError::Subject
-                    }
-                    ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => {
-                        AuthError::Audience
-                    }
-                    _ => AuthError::Malformed,
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
+            |e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                ErrorKind::InvalidAudience => AuthError::Audience,
+                ErrorKind::InvalidSignature => AuthError::Signature,
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                    AuthError::Algorithm
                 }
-            })?;
+                ErrorKind::MissingRequiredClaim(claim) if claim == "sub" => AuthError::Subject,
+                ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => AuthError::Audience,
+                _ => AuthError::Malformed,
+            },
+        )?;
         if data.claims.role.as_deref() != Some("authenticated") {
             return Err(AuthError::Role);
         }
@@ -273,8 +268,8 @@ impl RateLimiter {
             });
         }
         let (tokens, at) = buckets.entry(user).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second)
-            .min(self.burst);
+        *tokens =
+            (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
         *at = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
@@ -317,7 +312,9 @@ mod tests {
     #[test]
     fn supabase_tokens_pass_and_mint_round_trips() {
         let auth = Auth::new(SECRET, None);
-        let user = auth.verify(&token(base(), Algorithm::HS256, SECRET)).unwrap();
+        let user = auth
+            .verify(&token(base(), Algorithm::HS256, SECRET))
+            .unwrap();
         assert_eq!(user.to_string(), "6f1c7d8e-1111-4222-8333-944455556666");
         let u = Uuid::new_v4();
         let minted = mint(SECRET, u, Duration::from_secs(60)).unwrap();
@@ -346,12 +343,30 @@ mod tests {
             auth.verify(&token(base(), Algorithm::HS512, SECRET)),
             Err(AuthError::Algorithm)
         );
-        assert_eq!(auth.verify(&with("exp", (now - 120).into())), Err(AuthError::Expired));
-        assert!(auth.verify(&with("exp", (now - 5).into())).is_ok(), "within the leeway");
-        assert_eq!(auth.verify(&with("nbf", (now + 600).into())), Err(AuthError::NotYetValid));
-        assert_eq!(auth.verify(&with("aud", "anon".into())), Err(AuthError::Audience));
-        assert_eq!(auth.verify(&with("role", "anon".into())), Err(AuthError::Role));
-        assert_eq!(auth.verify(&with("sub", "not-a-uuid".into())), Err(AuthError::Subject));
+        assert_eq!(
+            auth.verify(&with("exp", (now - 120).into())),
+            Err(AuthError::Expired)
+        );
+        assert!(
+            auth.verify(&with("exp", (now - 5).into())).is_ok(),
+            "within the leeway"
+        );
+        assert_eq!(
+            auth.verify(&with("nbf", (now + 600).into())),
+            Err(AuthError::NotYetValid)
+        );
+        assert_eq!(
+            auth.verify(&with("aud", "anon".into())),
+            Err(AuthError::Audience)
+        );
+        assert_eq!(
+            auth.verify(&with("role", "anon".into())),
+            Err(AuthError::Role)
+        );
+        assert_eq!(
+            auth.verify(&with("sub", "not-a-uuid".into())),
+            Err(AuthError::Subject)
+        );
         assert_eq!(auth.verify(&without("sub")), Err(AuthError::Subject));
         assert_eq!(auth.verify(&without("exp")), Err(AuthError::Malformed));
         assert_eq!(auth.verify("not.a.token"), Err(AuthError::Malformed));
@@ -372,7 +387,11 @@ mod tests {
                 b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
             let mut out = String::new();
             for chunk in bytes.chunks(3) {
-                let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+                let b = [
+                    chunk[0],
+                    *chunk.get(1).unwrap_or(&0),
+                    *chunk.get(2).unwrap_or(&0),
+                ];
                 let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
                 for i in 0..=chunk.len() {
                     out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);

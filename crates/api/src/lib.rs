@@ -4,6 +4,7 @@
 //! role `authenticated` with the request's claims (the store does it), so row-level security
 //! scopes it as well; another user's resource is a 404, never a 403.
 
+pub mod alerts;
 pub mod auth;
 pub mod error;
 
@@ -34,3 +35,84 @@ pub struct ApiState {
 
 pub mod events;
 pub mod market;
+
+/// Settings of the HTTP layer.
+#[derive(Clone, Debug, Default)]
+pub struct HttpConfig {
+    /// Origins allowed by CORS (`*` for any); empty: no CORS headers.
+    pub cors_origins: Vec<String>,
+}
+
+/// The OpenAPI document of every `/v1` route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    #[derive(utoipa::OpenApi)]
+    #[openapi(
+        info(title = "alert-runner", description = "Trading alerts: create them, watch them fire, receive their events."),
+        modifiers(&BearerAuth)
+    )]
+    struct Root;
+    struct BearerAuth;
+    impl utoipa::Modify for BearerAuth {
+        fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+            use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+            let components = doc.components.get_or_insert_with(Default::default);
+            components.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .description(Some("A Supabase access token (HS256)"))
+                        .build(),
+                ),
+            );
+        }
+    }
+    let mut doc = Root::openapi();
+    doc.merge(alerts::Doc::openapi());
+    doc.merge(market::Doc::openapi());
+    doc.merge(events::Doc::openapi());
+    doc
+}
+
+/// Every API route, with the body limit, CORS and the error shape for unknown routes.
+pub fn router(state: ApiState, http: &HttpConfig) -> axum::Router {
+    use axum::routing::get;
+    let doc = openapi();
+    let mut router = axum::Router::new()
+        .merge(alerts::routes())
+        .merge(market::routes())
+        .merge(events::routes())
+        .route(
+            "/openapi.json",
+            get(move || std::future::ready(axum::Json(doc.clone()))),
+        )
+        .fallback(|| std::future::ready(ApiError::not_found("route")))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state);
+    if let Some(cors) = cors(&http.cors_origins) {
+        router = router.layer(cors);
+    }
+    router
+}
+
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let layer = CorsLayer::new()
+        .allow_methods(Any)
+        .allow_headers(Any)
+        .max_age(Duration::from_secs(600));
+    Some(if origins.iter().any(|o| o == "*") {
+        layer.allow_origin(Any)
+    } else {
+        let list: Vec<_> = origins
+            .iter()
+            .filter_map(|o| axum::http::HeaderValue::from_str(o).ok())
+            .collect();
+        layer.allow_origin(AllowOrigin::list(list))
+    })
+}

@@ -8,6 +8,7 @@ mod dispatch;
 mod indicators;
 mod migrate;
 mod serve;
+pub(crate) mod token;
 
 pub use backtest::parse_time;
 
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(args) => migrate::run(&args),
         Command::Alerts(cmd) => alerts::run(&cmd),
         Command::WebhookSecret(cmd) => alerts::run_secret(&cmd),
+        Command::Token(args) => token::run(&args),
         Command::Serve(args) => serve::run(&args, true),
         Command::Run(args) => serve::run(&args, false),
         Command::Dispatch(args) => dispatch::run(&args),

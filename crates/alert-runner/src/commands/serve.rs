@@ -376,6 +376,24 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
                 "/metrics",
                 get(move || std::future::ready(metrics.render())),
             );
+        let jwt_secret = crate::commands::token::jwt_secret(args.jwt_secret.as_deref())?;
+        let api_state = alert_api::ApiState {
+            store: store.clone(),
+            auth: std::sync::Arc::new(alert_api::Auth::new(&jwt_secret, args.service_key.clone())),
+            rate: std::sync::Arc::new(alert_api::RateLimiter::new(
+                args.rate_limit,
+                (args.rate_limit * 2.0).ceil().clamp(1.0, 1e6) as u32,
+            )),
+            live: live.clone(),
+            policy: args.dispatch.webhooks.address_policy(),
+            secret_grace: args.webhook_secret_grace,
+        };
+        app = app.merge(alert_api::router(
+            api_state,
+            &alert_api::HttpConfig {
+                cors_origins: args.cors_origins.clone(),
+            },
+        ));
         if let Some(api) = ingest {
             app = app.merge(
                 Router::new()
@@ -396,9 +414,9 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {addr}"))?;
         if matches!(args.source, SourceKind::Ingest) {
-            tracing::info!(%addr, "listening: /healthz /readyz /metrics, POST /v1/candles");
+            tracing::info!(%addr, "listening: /v1 API (POST /v1/candles for ingest), /openapi.json, /healthz /readyz /metrics");
         } else {
-            tracing::info!(%addr, "listening: /healthz /readyz /metrics");
+            tracing::info!(%addr, "listening: /v1 API, /openapi.json, /healthz /readyz /metrics");
         }
         let token = cancel.clone();
         Some(tokio::spawn(async move {
