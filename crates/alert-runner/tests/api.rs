@@ -1,0 +1,643 @@
+//! The HTTP API over real HTTP against `serve` on an ephemeral port, on SQLite and on
+//! PostgreSQL: the alert lifecycle, isolation between users on every endpoint, each bad-token
+//! case and each error code.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const BIN: &str = env!("CARGO_BIN_EXE_alert-runner");
+const JWT_SECRET: &str = "api-test-jwt-secret-0123456789-abcdefghij";
+const SERVICE_KEY: &str = "api-test-service-key-0123456789";
+
+struct Serve {
+    child: Child,
+    base: String,
+    _cleanup: Option<Cleanup>,
+}
+
+enum Cleanup {
+    Dir(std::path::PathBuf),
+    Database { admin: String, name: String },
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        match self {
+            Cleanup::Dir(d) => {
+                let _ = std::fs::remove_dir_all(d);
+            }
+            Cleanup::Database { admin, name } => {
+                // Drop may run inside the runtime: drop the database from a thread of its own.
+                let (admin, name) = (admin.clone(), name.clone());
+                let _ = std::thread::spawn(move || {
+                    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    else {
+                        return;
+                    };
+                    rt.block_on(async {
+                        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                        if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
+                            let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+                            pool.close().await;
+                        }
+                    });
+                })
+                .join();
+            }
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(18_282)
+}
+
+fn admin_url() -> String {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh database: a SQLite file in a temp dir, or a new PostgreSQL database.
+async fn database(postgres: bool) -> (String, Cleanup) {
+    let tag = Uuid::new_v4().simple().to_string();
+    if postgres {
+        let admin = admin_url();
+        let name = format!("ar_api_{tag}");
+        if let Err(e) = create_database(&admin, &name).await {
+            panic!("create database {name} on {admin}: {e}")
+        }
+        let (base, _) = admin.rsplit_once('/').unwrap_or((admin.as_str(), ""));
+        (format!("{base}/{name}"), Cleanup::Database { admin, name })
+    } else {
+        let dir = std::env::temp_dir().join(format!("ar-api-{tag}"));
+        assert!(std::fs::create_dir_all(&dir).is_ok());
+        (
+            format!("sqlite://{}", dir.join("api.db").display()),
+            Cleanup::Dir(dir),
+        )
+    }
+}
+
+/// Creates a database through the store crate's own connection (no psql needed).
+async fn create_database(admin: &str, name: &str) -> Result<(), String> {
+    let store = alert_store::Store::connect(
+        admin,
+        alert_store::StoreOptions {
+            migrate: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let Some(pool) = store.pg_pool() else {
+        return Err("not PostgreSQL".into());
+    };
+    let sql = format!("CREATE DATABASE \"{name}\"");
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await;
+    store.close().await;
+    done.map(|_| ()).map_err(|e| e.to_string())
+}
+
+async fn serve(postgres: bool, extra: &[&str]) -> Serve {
+    let (url, cleanup) = database(postgres).await;
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args([
+            "serve",
+            "--source",
+            "ingest",
+            "--poll-ms",
+            "100",
+            "--log-format",
+            "json",
+        ])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--database-url",
+            &url,
+        ])
+        .args(["--jwt-secret", JWT_SECRET, "--service-key", SERVICE_KEY])
+        .args(extra)
+        .env("ALERT_WEBHOOK_ALLOW_PRIVATE", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(child) = child else {
+        panic!("spawn serve")
+    };
+    let s = Serve {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        _cleanup: Some(cleanup),
+    };
+    let started = Instant::now();
+    let client = reqwest::Client::new();
+    while started.elapsed() < Duration::from_secs(60) {
+        if let Ok(r) = client.get(format!("{}/healthz", s.base)).send().await
+            && r.status().is_success()
+        {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("serve did not start")
+}
+
+fn token(user: Uuid) -> String {
+    match alert_api::auth::mint(JWT_SECRET, user, Duration::from_secs(600)) {
+        Ok(t) => t,
+        Err(e) => panic!("mint: {e}"),
+    }
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(a) = auth {
+            req = req.bearer_auth(a);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let Ok(resp) = req.send().await else {
+            panic!("{path}: no response")
+        };
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+fn alert(name: &str, threshold: f64, actions: Value) -> Value {
+    json!({"name": name, "symbol": "BTCUSDT", "base_timeframe": "1m",
+           "conditions": [{"id": "p", "type": "price", "operator": ">", "compareValue": threshold}],
+           "message": "{{symbol}} at {{close}}", "actions": actions})
+}
+
+async fn push_candle(c: &Client, close: f64) {
+    let now = chrono::Utc::now().timestamp_millis();
+    let m0 = now - now.rem_euclid(60_000);
+    let body = json!({"candles": [{"symbol": "BTCUSDT", "open_time": m0, "open": close, "high": close,
+                                   "low": close, "close": close, "volume": 1, "closed": false}]});
+    let (status, _) = c
+        .call(Method::POST, "/v1/candles", Some(SERVICE_KEY), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+}
+
+async fn eventually(c: &Client, path: &str, auth: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, body) = c.call(Method::GET, path, Some(auth), None).await;
+        if status == StatusCode::OK && done(&body) {
+            return body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{path}: timed out; last {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn receiver() -> u16 {
+    let Ok(listener) = tokio::net::TcpListener::bind("127.0.0.1:0").await else {
+        panic!("bind")
+    };
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let app = axum::Router::new().route("/hook", axum::routing::post(|| async { "ok" }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
+async fn lifecycle_and_isolation(postgres: bool) {
+    let s = serve(postgres, &["--max-alerts-per-symbol", "3"]).await;
+    let c = Client {
+        http: reqwest::Client::new(),
+        base: s.base.clone(),
+    };
+    let (alice, bob) = (token(Uuid::new_v4()), token(Uuid::new_v4()));
+    let hook = receiver().await;
+    let actions = json!([{"type": "notify", "title": "BTC up"},
+                         {"type": "webhook", "url": format!("http://127.0.0.1:{hook}/hook")}]);
+
+    // Create, read, list.
+    let (status, created) = c
+        .call(
+            Method::POST,
+            "/v1/alerts",
+            Some(&alice),
+            Some(alert("a1", 1e9, actions.clone())),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(created["status"], "active");
+    let one = format!("/v1/alerts/{id}");
+    let (status, got) = c.call(Method::GET, &one, Some(&alice), None).await;
+    assert_eq!((status, got["name"].clone()), (StatusCode::OK, json!("a1")));
+    let (_, list) = c
+        .call(
+            Method::GET,
+            "/v1/alerts?symbol=btcusdt&status=active",
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
+
+    // Replace, patch, pause, resume.
+    let (status, replaced) = c
+        .call(
+            Method::PUT,
+            &one,
+            Some(&alice),
+            Some(alert("a1 replaced", 1e9, actions.clone())),
+        )
+        .await;
+    assert_eq!(
+        (status, replaced["name"].clone()),
+        (StatusCode::OK, json!("a1 replaced"))
+    );
+    let (status, patched) = c
+        .call(Method::PATCH, &one, Some(&alice), Some(json!({"conditions": [{"id": "p", "type": "price", "operator": ">", "compareValue": 100}], "name": "a1 patched"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["definition"]["conditions"][0]["compareValue"], 100);
+    let (_, paused) = c
+        .call(Method::POST, &format!("{one}/pause"), Some(&alice), None)
+        .await;
+    assert_eq!(paused["status"], "paused");
+    let (_, resumed) = c
+        .call(Method::POST, &format!("{one}/resume"), Some(&alice), None)
+        .await;
+    assert_eq!(resumed["status"], "active");
+    let (status, valid) = c
+        .call(
+            Method::POST,
+            "/v1/alerts/validate",
+            Some(&alice),
+            Some(alert("v", 1.0, json!([{"type": "notify"}]))),
+        )
+        .await;
+    assert_eq!(
+        (status, valid["valid"].clone()),
+        (StatusCode::OK, json!(true))
+    );
+
+    // It fires on pushed candles: trigger, notification, delivered webhook.
+    tokio::time::sleep(Duration::from_millis(300)).await; // the runner picks the change up
+    push_candle(&c, 150.0).await;
+    let triggers = eventually(&c, &format!("/v1/triggers?alert_id={id}"), &alice, |b| {
+        b["items"].as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await;
+    assert_eq!(
+        triggers["items"][0]["snapshot"]["message"],
+        "BTCUSDT at 150"
+    );
+    let notes = eventually(&c, "/v1/notifications", &alice, |b| {
+        b.as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await;
+    assert_eq!(notes[0]["title"], "BTC up");
+    let note_id = notes[0]["id"].as_str().unwrap_or_default().to_owned();
+    let deliveries = eventually(&c, "/v1/deliveries", &alice, |b| {
+        b[0]["status"] == "delivered"
+    })
+    .await;
+    let delivery_id = deliveries[0]["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(deliveries[0]["attempt_log"][0]["status_code"], 200);
+    let (_, secret) = c
+        .call(Method::GET, "/v1/webhook-secret", Some(&alice), None)
+        .await;
+    assert!(
+        secret["secret"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("whsec_"))
+    );
+    let (_, rotated) = c
+        .call(
+            Method::POST,
+            "/v1/webhook-secret/rotate",
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(rotated["previous"], secret["secret"]);
+
+    // Bob sees none of it and can change none of it: 404, never 403.
+    for (method, path, body) in [
+        (Method::GET, one.clone(), None),
+        (
+            Method::PUT,
+            one.clone(),
+            Some(alert("mine now", 1.0, json!([{"type": "notify"}]))),
+        ),
+        (
+            Method::PATCH,
+            one.clone(),
+            Some(json!({"name": "mine now"})),
+        ),
+        (Method::POST, format!("{one}/pause"), None),
+        (Method::POST, format!("{one}/resume"), None),
+        (
+            Method::POST,
+            format!("/v1/notifications/{note_id}/read"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/v1/deliveries/{delivery_id}/redeliver"),
+            None,
+        ),
+        (Method::DELETE, one.clone(), None),
+    ] {
+        let (status, body) = c.call(method.clone(), &path, Some(&bob), body).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {body}");
+        assert_eq!(body["error"]["code"], "not_found");
+    }
+    for path in ["/v1/alerts", "/v1/triggers"] {
+        let (_, body) = c.call(Method::GET, path, Some(&bob), None).await;
+        assert_eq!(body["items"], json!([]), "{path}");
+    }
+    for path in ["/v1/notifications", "/v1/deliveries"] {
+        let (_, body) = c.call(Method::GET, path, Some(&bob), None).await;
+        assert_eq!(body, json!([]), "{path}");
+    }
+    let (_, still) = c.call(Method::GET, &one, Some(&alice), None).await;
+    assert_eq!(still["name"], "a1 patched", "bob changed nothing");
+
+    // Alice: mark read, redeliver, delete.
+    let (status, _) = c
+        .call(
+            Method::POST,
+            &format!("/v1/notifications/{note_id}/read"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = c
+        .call(
+            Method::POST,
+            &format!("/v1/deliveries/{delivery_id}/redeliver"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    eventually(&c, "/v1/deliveries", &alice, |b| {
+        b[0]["attempts"] == 2 && b[0]["status"] == "delivered"
+    })
+    .await;
+
+    // Error codes.
+    let (status, e) = c
+        .call(Method::POST, "/v1/alerts", Some(&alice), Some(json!({"name": "x", "symbol": "BTCUSDT", "base_timeframe": "1m",
+            "conditions": [{"type": "indicator", "indicator": "RSI", "settings": {"length": 0}, "operator": "<", "compareValue": 30}],
+            "action": {"type": "notify"}})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(e["error"]["code"], "validation_failed");
+    assert_eq!(e["error"]["path"], "conditions[0].settings.length", "{e}");
+    let (status, e) = c
+        .call(Method::GET, "/v1/alerts?limit=0", Some(&alice), None)
+        .await;
+    assert_eq!(
+        (status, e["error"]["path"].clone()),
+        (StatusCode::BAD_REQUEST, json!("limit"))
+    );
+    let huge = json!({"name": "x".repeat(300 * 1024)});
+    let (status, e) = c
+        .call(Method::POST, "/v1/alerts", Some(&alice), Some(huge))
+        .await;
+    assert_eq!(
+        (status, e["error"]["code"].clone()),
+        (StatusCode::PAYLOAD_TOO_LARGE, json!("payload_too_large"))
+    );
+    for n in 2..=3 {
+        let (status, _) = c
+            .call(
+                Method::POST,
+                "/v1/alerts",
+                Some(&alice),
+                Some(alert(&format!("a{n}"), 1e9, json!([{"type": "notify"}]))),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (status, e) = c
+        .call(
+            Method::POST,
+            "/v1/alerts",
+            Some(&alice),
+            Some(alert("a4", 1e9, json!([{"type": "notify"}]))),
+        )
+        .await;
+    assert_eq!(
+        (status, e["error"]["code"].clone()),
+        (StatusCode::CONFLICT, json!("limit_exceeded")),
+        "{e}"
+    );
+    let (status, e) = c
+        .call(
+            Method::POST,
+            "/v1/alerts",
+            Some(&alice),
+            Some(alert(
+                "ssrf",
+                1.0,
+                json!([{"type": "webhook", "url": "http://169.254.169.254/latest"}]),
+            )),
+        )
+        .await;
+    // Allowed private here (the test receiver is on loopback) — metadata is link-local, also allowed.
+    assert!(
+        status == StatusCode::CREATED || status == StatusCode::CONFLICT,
+        "{e}"
+    );
+    let (status, e) = c
+        .call(Method::GET, "/v1/nothing-here", Some(&alice), None)
+        .await;
+    assert_eq!(
+        (status, e["error"]["code"].clone()),
+        (StatusCode::NOT_FOUND, json!("not_found"))
+    );
+
+    let (status, _) = c.call(Method::DELETE, &one, Some(&alice), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = c.call(Method::GET, &one, Some(&alice), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, t) = c
+        .call(Method::GET, "/v1/triggers", Some(&alice), None)
+        .await;
+    assert_eq!(t["items"], json!([]), "deleted with the alert");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_and_isolation_sqlite() {
+    lifecycle_and_isolation(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_and_isolation_postgres() {
+    lifecycle_and_isolation(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tokens_rate_limits_and_openapi() {
+    let s = serve(false, &["--rate-limit", "2"]).await;
+    let c = Client {
+        http: reqwest::Client::new(),
+        base: s.base.clone(),
+    };
+    let user = Uuid::new_v4();
+    let now = chrono::Utc::now().timestamp();
+    let claims = |exp: i64, aud: &str| json!({"sub": user.to_string(), "role": "authenticated", "aud": aud, "exp": exp});
+    let sign = |claims: Value, alg: jsonwebtoken::Algorithm, secret: &str| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(alg),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap_or_default()
+    };
+    let cases = [
+        ("no token", None),
+        ("garbage", Some("not-a-jwt".to_owned())),
+        (
+            "wrong secret",
+            Some(sign(
+                claims(now + 600, "authenticated"),
+                jsonwebtoken::Algorithm::HS256,
+                "another-secret-of-sufficient-length-000",
+            )),
+        ),
+        (
+            "other algorithm",
+            Some(sign(
+                claims(now + 600, "authenticated"),
+                jsonwebtoken::Algorithm::HS384,
+                JWT_SECRET,
+            )),
+        ),
+        (
+            "expired",
+            Some(sign(
+                claims(now - 3600, "authenticated"),
+                jsonwebtoken::Algorithm::HS256,
+                JWT_SECRET,
+            )),
+        ),
+        (
+            "wrong audience",
+            Some(sign(
+                claims(now + 600, "anon"),
+                jsonwebtoken::Algorithm::HS256,
+                JWT_SECRET,
+            )),
+        ),
+        ("service key as user", Some(SERVICE_KEY.to_owned())),
+    ];
+    for (name, t) in cases {
+        let (status, body) = c.call(Method::GET, "/v1/alerts", t.as_deref(), None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{name}");
+        assert_eq!(body["error"]["code"], "unauthorized", "{name}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            !message.contains(JWT_SECRET) && !message.contains(&user.to_string()),
+            "{name}: leaks"
+        );
+    }
+    // A user token is not the service key.
+    let good = token(user);
+    let (status, _) = c
+        .call(
+            Method::POST,
+            "/v1/candles",
+            Some(&good),
+            Some(json!({"candles": []})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // 2 requests/s, bursts of 4: a quick run of 10 gets 429 with Retry-After.
+    let mut limited = None;
+    for _ in 0..10 {
+        let resp = c
+            .http
+            .get(format!("{}/v1/alerts", s.base))
+            .bearer_auth(&good)
+            .send()
+            .await;
+        if let Ok(r) = resp
+            && r.status() == StatusCode::TOO_MANY_REQUESTS
+        {
+            limited = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            break;
+        }
+    }
+    assert_eq!(limited.as_deref(), Some("1"), "429 with Retry-After");
+
+    // The OpenAPI document lists what the server serves.
+    let (status, doc) = c.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().cloned().unwrap_or_default();
+    assert!(paths.len() >= 12, "{paths:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await; // refill the bucket
+    for (path, ops) in &paths {
+        let concrete = path.replace("{id}", &Uuid::new_v4().to_string());
+        for method in ops
+            .as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            let Ok(m) = Method::from_bytes(method.to_ascii_uppercase().as_bytes()) else {
+                continue;
+            };
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            let (status, body) = c.call(m.clone(), &concrete, Some(&good), None).await;
+            assert!(
+                body["error"]["message"] != "route not found"
+                    && status != StatusCode::METHOD_NOT_ALLOWED,
+                "{m} {path} is in the document but not served ({status})"
+            );
+        }
+    }
+}
