@@ -116,3 +116,50 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
         layer.allow_origin(AllowOrigin::list(list))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every path given to `.route(` in the API's source is in the OpenAPI document, with each
+    /// method routed to it.
+    #[test]
+    fn every_route_is_documented() {
+        let doc = serde_json::to_value(super::openapi()).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        let sources = [
+            include_str!("alerts.rs"),
+            include_str!("market.rs"),
+            include_str!("events.rs"),
+        ];
+        let mut checked = 0;
+        for source in sources {
+            for (i, _) in source.match_indices(".route(") {
+                let rest = &source[i..];
+                let Some(open) = rest.find('"') else { continue };
+                let Some(len) = rest[open + 1..].find('"') else {
+                    continue;
+                };
+                let path = &rest[open + 1..open + 1 + len];
+                // The method router runs to the next route or the end of `routes()`.
+                let end = rest[1..]
+                    .find(".route(")
+                    .map_or(rest.len(), |e| e + 1)
+                    .min(rest.find("\n}\n").unwrap_or(rest.len()));
+                let call = &rest[..end];
+                let ops = paths
+                    .get(path)
+                    .unwrap_or_else(|| panic!("{path} is routed but not in /openapi.json"));
+                for method in ["get", "post", "put", "patch", "delete"] {
+                    let routed = call.contains(&format!("{method}("));
+                    if routed {
+                        assert!(
+                            ops.get(method).is_some(),
+                            "{method} {path} is routed but not documented"
+                        );
+                    }
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 12, "found only {checked} routes");
+    }
+}
