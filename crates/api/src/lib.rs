@@ -31,6 +31,9 @@ pub struct ApiState {
     pub policy: AddressPolicy,
     /// How long a rotated webhook secret keeps signing.
     pub secret_grace: Duration,
+    /// Asks the runner of this process about its market data (`/v1/candles`,
+    /// `/v1/indicators`, dry runs); `None`: those answer 503.
+    pub market: Option<alert_runtime::MarketHandle>,
 }
 
 pub mod events;

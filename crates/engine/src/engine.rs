@@ -254,6 +254,18 @@ impl Engine {
         Some(series.values_of(shared))
     }
 
+    /// Evaluates `def` on the data as it stands, without registering it, firing it or changing
+    /// any state: every condition's operand values and whether it holds, and whether the alert's
+    /// conditions hold (see [`crate::DryRun`]). `def` need not be registered.
+    pub fn dry_run(&self, def: &AlertDefinition) -> Result<crate::DryRun, crate::DryRunError> {
+        let book = self.books.get(&def.symbol);
+        let feed = book
+            .map(|b| b.feed)
+            .or_else(|| self.feeds.get(&def.symbol).copied())
+            .unwrap_or(self.config.feed);
+        crate::dry_run::evaluate(book, feed, def)
+    }
+
     /// The runtime state of one alert.
     pub fn alert_state(&self, id: &AlertId) -> Option<AlertState> {
         let book = self

@@ -10,6 +10,7 @@
 mod book;
 mod compile;
 pub mod definition;
+mod dry_run;
 mod engine;
 mod events;
 pub mod parse;
@@ -19,6 +20,7 @@ pub mod template;
 
 pub use compile::AlertState;
 pub use definition::*;
+pub use dry_run::{DryCondition, DryRun, DryRunError};
 pub use engine::{DataError, Engine, EngineConfig, EngineError, EngineState};
 pub use events::{BarSnapshot, ConditionSnapshot, Event, Trigger};
 pub use template::{Placeholder, RenderContext, Template, TemplateError};

@@ -9,6 +9,7 @@
 
 mod convert;
 mod metrics_names;
+mod query;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -25,8 +26,12 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+/// The market data crate, whose `SourceEvent`s [`Runner::run`] reads (for crates that feed a
+/// runner themselves).
+pub use alert_marketdata as marketdata;
 pub use convert::trigger_to_record;
 pub use metrics_names::*;
+pub use query::{Bar, IndicatorPoint, IndicatorSeries, MAX_LIMIT, MarketHandle, QueryError};
 
 /// Runner settings.
 #[derive(Clone, Debug)]
@@ -114,6 +119,8 @@ pub struct Runner {
     stats: RunnerStats,
     by_symbol: metrics_names::ActiveBySymbol,
     outlets: Outlets,
+    /// Questions from [`MarketHandle`]s, once one was made.
+    queries: Option<query::Queries>,
 }
 
 /// Where recorded triggers are announced in-process, besides the store.
@@ -172,6 +179,7 @@ impl Runner {
             stats: RunnerStats::default(),
             by_symbol: Default::default(),
             outlets: Outlets::default(),
+            queries: None,
         };
         // What must survive a restart: the last bar each alert fired on.
         let mut state = EngineState::default();
@@ -426,6 +434,8 @@ impl Runner {
                 None
             }
         };
+        // Market data questions: answered after each batch, and at once when idle.
+        let mut queries = self.queries.take().map(|q| q.rx);
         loop {
             tokio::select! {
                 biased;
@@ -448,7 +458,12 @@ impl Runner {
                         break; // the source ended
                     }
                     self.process(&mut batch).await?;
+                    query::answer_waiting(&self.engine, &mut queries);
                 }
+                question = query::next(&mut queries) => match question {
+                    Some(q) => query::answer(&self.engine, q),
+                    None => queries = None,
+                },
                 _ = poll.tick() => {
                     if let Err(e) = self.poll_changes().await {
                         tracing::error!(error = %e, "polling alert changes failed; retrying next tick");
