@@ -345,7 +345,8 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
         None
     };
     let live = LiveHub::default();
-    let (runner, wanted, readiness) = Runner::start(store.clone(), config).await?;
+    let (mut runner, wanted, readiness) = Runner::start(store.clone(), config).await?;
+    let market = runner.market_handle();
     let runner = runner.with_outlets(Outlets {
         live: Some(live.clone()),
         dispatcher: dispatcher.as_ref().map(Dispatcher::waker),
@@ -387,6 +388,7 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
             live: live.clone(),
             policy: args.dispatch.webhooks.address_policy(),
             secret_grace: args.webhook_secret_grace,
+            market: Some(market),
         };
         app = app.merge(alert_api::router(
             api_state,
