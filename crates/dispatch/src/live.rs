@@ -27,6 +27,9 @@ pub enum LiveEvent {
         symbol: String,
         bar_time: DateTime<Utc>,
         fired_at: DateTime<Utc>,
+        /// When it was recorded: the time the store wrote as its `created_at` (as its
+        /// notification's), which orders the user's events in the store.
+        recorded_at: DateTime<Utc>,
         snapshot: serde_json::Value,
     },
     /// A `notify` action's notification.

@@ -335,6 +335,7 @@ impl Runner {
                 symbol: record.symbol.clone(),
                 bar_time: record.bar_time,
                 fired_at: record.fired_at,
+                recorded_at: now,
                 snapshot: record.snapshot.clone(),
             },
         );

@@ -553,4 +553,37 @@ impl Store {
             Backend::Postgres(p) => postgres::delivery_counts(p).await,
         }
     }
+
+    // ---- live feeds, scoped to a user ----------------------------------------------------
+
+    /// `user`'s triggers recorded after `after`, oldest first: ordered by (recorded time,
+    /// id), those strictly after the cursor (its time in microseconds, compared exactly also
+    /// on SQLite, which keeps milliseconds). With each, when it was recorded. What a live
+    /// client that reconnects catches up with.
+    pub async fn triggers_since(
+        &self,
+        user: Uuid,
+        after: Cursor,
+        limit: u32,
+    ) -> Result<Vec<RecordedTrigger>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::triggers_since(p, user, after, limit).await,
+            Backend::Postgres(p) => postgres::triggers_since(p, user, after, limit).await,
+        }
+    }
+
+    /// `user`'s notifications created after `after`, oldest first: ordered by (created_at,
+    /// id), those strictly after the cursor (as [`Store::triggers_since`]). A notification is
+    /// created with its trigger: both have the same time.
+    pub async fn notifications_since(
+        &self,
+        user: Uuid,
+        after: Cursor,
+        limit: u32,
+    ) -> Result<Vec<NotificationRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::notifications_since(p, user, after, limit).await,
+            Backend::Postgres(p) => postgres::notifications_since(p, user, after, limit).await,
+        }
+    }
 }

@@ -554,6 +554,15 @@ pub(crate) fn page(limit: u32) -> i64 {
     i64::from(if limit == 0 { 100 } else { limit.min(1000) })
 }
 
+/// A trigger with the time it was recorded (its `created_at`: the `now` given to
+/// [`crate::Store::record_triggers`], at the backend's precision), as
+/// [`crate::Store::triggers_since`] lists them for live clients catching up.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RecordedTrigger {
+    pub trigger: TriggerRow,
+    pub recorded_at: DateTime<Utc>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -926,3 +926,64 @@ pub async fn last_fired_bars(pool: &PgPool) -> Result<Vec<(Uuid, DateTime<Utc>)>
         .map(|r| Ok((r.try_get("alert_id")?, r.try_get("bar")?)))
         .collect()
 }
+
+pub async fn triggers_since(
+    pool: &PgPool,
+    user: Uuid,
+    after: crate::Cursor,
+    limit: u32,
+) -> Result<Vec<crate::RecordedTrigger>, StoreError> {
+    let mut tx = as_user(pool, user).await?;
+    let rows = sqlx::query(
+        "SELECT * FROM alert_triggers WHERE user_id = $1 AND (created_at, id) > ($2, $3) \
+         ORDER BY created_at, id LIMIT $4",
+    )
+    .bind(user)
+    .bind(after.at)
+    .bind(after.id)
+    .bind(page(limit))
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    rows.iter()
+        .map(|r| {
+            Ok(crate::RecordedTrigger {
+                trigger: trigger_row(r)?,
+                recorded_at: r.try_get("created_at")?,
+            })
+        })
+        .collect()
+}
+
+pub async fn notifications_since(
+    pool: &PgPool,
+    user: Uuid,
+    after: crate::Cursor,
+    limit: u32,
+) -> Result<Vec<NotificationRow>, StoreError> {
+    let mut tx = as_user(pool, user).await?;
+    let rows = sqlx::query(
+        "SELECT * FROM notifications WHERE user_id = $1 AND (created_at, id) > ($2, $3) \
+         ORDER BY created_at, id LIMIT $4",
+    )
+    .bind(user)
+    .bind(after.at)
+    .bind(after.id)
+    .bind(page(limit))
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    rows.iter()
+        .map(|r| {
+            Ok(NotificationRow {
+                id: r.try_get("id")?,
+                alert_id: r.try_get("alert_id")?,
+                trigger_id: r.try_get("trigger_id")?,
+                title: r.try_get("title")?,
+                body: r.try_get("body")?,
+                created_at: r.try_get("created_at")?,
+                read_at: r.try_get("read_at")?,
+            })
+        })
+        .collect()
+}

@@ -890,3 +890,77 @@ pub async fn last_fired_bars(pool: &SqlitePool) -> Result<Vec<(Uuid, DateTime<Ut
         .map(|r| Ok((uuid(r, "alert_id")?, time(r, "bar")?)))
         .collect()
 }
+
+/// The bounds that select, in milliseconds, exactly the rows whose `(time, id)` is after
+/// `c` in microseconds: `(ms, id)` when the cursor falls on a whole millisecond, else every
+/// row of later milliseconds (no uuid sorts after the maximum).
+fn after_millis(c: crate::Cursor) -> (i64, String) {
+    if c.at.timestamp_subsec_nanos().is_multiple_of(1_000_000) {
+        (ms(c.at), c.id.to_string())
+    } else {
+        (ms(c.at), Uuid::max().to_string())
+    }
+}
+
+pub async fn triggers_since(
+    pool: &SqlitePool,
+    user: Uuid,
+    after: crate::Cursor,
+    limit: u32,
+) -> Result<Vec<crate::RecordedTrigger>, StoreError> {
+    let (after_at, after_id) = after_millis(after);
+    let rows = sqlx::query(
+        "SELECT * FROM alert_triggers WHERE user_id = ? \
+         AND (created_at > ? OR (created_at = ? AND id > ?)) \
+         ORDER BY created_at, id LIMIT ?",
+    )
+    .bind(user.to_string())
+    .bind(after_at)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(page(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(crate::RecordedTrigger {
+                trigger: trigger_row(r)?,
+                recorded_at: time(r, "created_at")?,
+            })
+        })
+        .collect()
+}
+
+pub async fn notifications_since(
+    pool: &SqlitePool,
+    user: Uuid,
+    after: crate::Cursor,
+    limit: u32,
+) -> Result<Vec<NotificationRow>, StoreError> {
+    let (after_at, after_id) = after_millis(after);
+    let rows = sqlx::query(
+        "SELECT * FROM notifications WHERE user_id = ? \
+         AND (created_at > ? OR (created_at = ? AND id > ?)) \
+         ORDER BY created_at, id LIMIT ?",
+    )
+    .bind(user.to_string())
+    .bind(after_at)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(page(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(NotificationRow {
+                id: uuid(r, "id")?,
+                alert_id: uuid(r, "alert_id")?,
+                trigger_id: uuid(r, "trigger_id")?,
+                title: r.try_get("title")?,
+                body: r.try_get("body")?,
+                created_at: time(r, "created_at")?,
+                read_at: opt_time(r, "read_at")?,
+            })
+        })
+        .collect()
+}

@@ -2270,3 +2270,174 @@ async fn bench_runs_on_both_backends() {
         }
     }
 }
+
+// ---- live feeds: rows since a cursor, in recording order ---------------------------------
+
+store_test!(
+    triggers_since_lists_in_recording_order,
+    notifications_since_lists_in_recording_order
+);
+
+/// From the beginning.
+fn origin() -> Cursor {
+    Cursor {
+        at: chrono::DateTime::UNIX_EPOCH,
+        id: Uuid::nil(),
+    }
+}
+
+async fn triggers_since_lists_in_recording_order(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let (a, b) = (user(), user());
+    let x = create(s, a, "x", "BTCUSDT").await;
+    let y = create(s, a, "y", "BTCUSDT").await;
+    let z = create(s, b, "z", "BTCUSDT").await;
+    // Recorded out of bar order: the listing follows the recording time, then the id.
+    let late = at(30) + Duration::microseconds(123_456);
+    s.record_triggers(&[trigger(&x, hour(5), 0)], at(20))
+        .await?;
+    s.record_triggers(&[trigger(&x, hour(1), 0), trigger(&y, hour(1), 0)], at(10))
+        .await?;
+    s.record_triggers(&[trigger(&z, hour(1), 0)], at(10))
+        .await?;
+    s.record_triggers(&[trigger(&y, hour(2), 0)], late).await?;
+
+    let all = s.triggers_since(a, origin(), 0).await?;
+    assert_eq!(all.len(), 4, "only a's");
+    assert!(all.iter().all(|t| t.trigger.user_id == a));
+    let keys: Vec<_> = all.iter().map(|t| (t.recorded_at, t.trigger.id)).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    assert_eq!(
+        all.iter().map(|t| t.recorded_at).collect::<Vec<_>>()[..3],
+        [at(10), at(10), at(20)]
+    );
+    // The backend's precision: SQLite keeps milliseconds, PostgreSQL microseconds.
+    let kept = match db.backend {
+        common::Backend::Sqlite => at(30) + Duration::milliseconds(123),
+        common::Backend::Postgres => late,
+    };
+    assert_eq!(all[3].recorded_at, kept);
+    assert_eq!(all[3].trigger.bar_time, hour(2));
+    assert_eq!(all[3].trigger.alert_id, y.id);
+    // The rows as the history lists them.
+    let listed = s.list_triggers(a, &TriggerQuery::default()).await?;
+    for t in &all {
+        assert!(listed.contains(&t.trigger));
+    }
+
+    // Paging one by one from each row's cursor gives the same sequence.
+    let mut cursor = origin();
+    let mut paged = Vec::new();
+    loop {
+        let page = s.triggers_since(a, cursor, 1).await?;
+        let Some(t) = page.first() else { break };
+        cursor = Cursor {
+            at: t.recorded_at,
+            id: t.trigger.id,
+        };
+        paged.push(t.clone());
+    }
+    assert_eq!(paged, all);
+
+    // Strictly after the cursor, with its time compared to the microsecond (SQLite included).
+    let after = |at, id| s.triggers_since(a, Cursor { at, id }, 0);
+    assert_eq!(after(at(10), Uuid::max()).await?, all[2..]);
+    assert_eq!(
+        after(at(10) - Duration::microseconds(1), Uuid::max()).await?,
+        all,
+        "at or after a time"
+    );
+    assert_eq!(
+        after(at(10) + Duration::microseconds(500), Uuid::nil()).await?,
+        all[2..],
+        "a cursor between two milliseconds"
+    );
+    assert_eq!(after(kept, all[3].trigger.id).await?, vec![]);
+    assert_eq!(
+        after(kept - Duration::microseconds(1), Uuid::max()).await?,
+        all[3..]
+    );
+    assert_eq!(s.triggers_since(b, origin(), 0).await?.len(), 1);
+    assert_eq!(s.triggers_since(user(), origin(), 0).await?, vec![]);
+    Ok(())
+}
+
+async fn notifications_since_lists_in_recording_order(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let (a, b) = (user(), user());
+    let x = create(s, a, "x", "BTCUSDT").await;
+    let y = create(s, a, "y", "BTCUSDT").await;
+    let z = create(s, b, "z", "BTCUSDT").await;
+    let mut quiet = trigger(&y, hour(3), 0);
+    quiet.notification = None;
+    s.record_triggers(&[trigger(&x, hour(2), 0), quiet], at(20))
+        .await?;
+    let first = s
+        .record_triggers(&[trigger(&x, hour(1), 0), trigger(&y, hour(1), 0)], at(10))
+        .await?;
+    s.record_triggers(&[trigger(&z, hour(1), 0)], at(10))
+        .await?;
+
+    let all = s.notifications_since(a, origin(), 0).await?;
+    assert_eq!(all.len(), 3, "a's, with notifications");
+    let keys: Vec<_> = all.iter().map(|n| (n.created_at, n.id)).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    assert_eq!(
+        all.iter().map(|n| n.created_at).collect::<Vec<_>>(),
+        [at(10), at(10), at(20)]
+    );
+    // Each is its trigger's, with the same time.
+    let triggers = s.triggers_since(a, origin(), 0).await?;
+    for n in &all {
+        let t = triggers
+            .iter()
+            .find(|t| t.trigger.id == n.trigger_id)
+            .unwrap();
+        assert_eq!(t.recorded_at, n.created_at);
+        assert_eq!(t.trigger.alert_id, n.alert_id);
+    }
+    let ids: HashSet<Uuid> = first
+        .iter()
+        .map(|r| match r {
+            Recorded::New {
+                notification_id: Some(id),
+                ..
+            } => *id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(all[..2].iter().map(|n| n.id).collect::<HashSet<_>>(), ids);
+    // As the listing has them.
+    let listed = s.list_notifications(a, 0).await?;
+    for n in &all {
+        assert!(listed.contains(n));
+    }
+
+    let mut cursor = origin();
+    let mut paged = Vec::new();
+    while let Some(n) = s.notifications_since(a, cursor, 1).await?.pop() {
+        cursor = Cursor {
+            at: n.created_at,
+            id: n.id,
+        };
+        paged.push(n);
+    }
+    assert_eq!(paged, all);
+    let after = |at, id| s.notifications_since(a, Cursor { at, id }, 0);
+    assert_eq!(after(at(10), all[0].id).await?, all[1..]);
+    assert_eq!(
+        after(at(10) - Duration::microseconds(1), Uuid::max()).await?,
+        all
+    );
+    assert_eq!(
+        after(at(10) + Duration::microseconds(1), Uuid::nil()).await?,
+        all[2..]
+    );
+    assert_eq!(s.notifications_since(b, origin(), 0).await?.len(), 1);
+    assert_eq!(s.notifications_since(user(), origin(), 0).await?, vec![]);
+    Ok(())
+}
