@@ -6,11 +6,9 @@ use std::sync::Arc;
 use alert_core::{BarTime, Candle, CandleUpdate, PriceSource, Symbol, Timeframe};
 use alert_indicators::Components;
 
-use crate::compile::{
-    AlertState, CTest, ChannelKind, Cmp, CompiledAlert, CrossKind, Leaf, Node, Past, Val, group,
-};
+use crate::compile::{AlertState, CTest, CompiledAlert, Leaf, Node, Past, Val, group};
 use crate::definition::{
-    AlertDefinition, AlertId, Bound, ConditionNode, Operand, Series, Test, TriggerMode,
+    AlertDefinition, AlertId, Bound, Condition, ConditionNode, Operand, Series, TriggerMode,
 };
 use crate::events::{BarSnapshot, ConditionSnapshot, Event, Trigger};
 use crate::series::TfSeries;
@@ -171,61 +169,7 @@ impl SymbolBook {
                 ConditionNode::Leaf(cond) => {
                     let mut consts = Vec::new();
                     let lhs = self.operand_slot(&cond.lhs);
-                    let test = match &cond.test {
-                        Test::Greater(b) => CTest::Cmp(Cmp::Gt, self.bound(&mut consts, b)),
-                        Test::Less(b) => CTest::Cmp(Cmp::Lt, self.bound(&mut consts, b)),
-                        Test::GreaterOrEqual(b) => CTest::Cmp(Cmp::Ge, self.bound(&mut consts, b)),
-                        Test::LessOrEqual(b) => CTest::Cmp(Cmp::Le, self.bound(&mut consts, b)),
-                        Test::Equals { rhs, tolerance } => {
-                            CTest::Equals(self.bound(&mut consts, rhs), *tolerance)
-                        }
-                        Test::CrossesAbove(b) => {
-                            CTest::Cross(CrossKind::Above, self.bound(&mut consts, b))
-                        }
-                        Test::CrossesBelow(b) => {
-                            CTest::Cross(CrossKind::Below, self.bound(&mut consts, b))
-                        }
-                        Test::Crosses(b) => {
-                            CTest::Cross(CrossKind::Either, self.bound(&mut consts, b))
-                        }
-                        Test::Divergence {
-                            other, direction, ..
-                        } => CTest::Divergence(
-                            self.bound(&mut consts, &Bound::Series(*other)),
-                            *direction,
-                        ),
-                        Test::Convergence { other, .. } => {
-                            CTest::Convergence(self.bound(&mut consts, &Bound::Series(*other)))
-                        }
-                        Test::EnteringChannel { lower, upper } => CTest::Channel(
-                            ChannelKind::Entering,
-                            self.bound(&mut consts, lower),
-                            self.bound(&mut consts, upper),
-                        ),
-                        Test::ExitingChannel { lower, upper } => CTest::Channel(
-                            ChannelKind::Exiting,
-                            self.bound(&mut consts, lower),
-                            self.bound(&mut consts, upper),
-                        ),
-                        Test::InsideChannel { lower, upper } => CTest::Channel(
-                            ChannelKind::Inside,
-                            self.bound(&mut consts, lower),
-                            self.bound(&mut consts, upper),
-                        ),
-                        Test::OutsideChannel { lower, upper } => CTest::Channel(
-                            ChannelKind::Outside,
-                            self.bound(&mut consts, lower),
-                            self.bound(&mut consts, upper),
-                        ),
-                        Test::MovingUpPct { pct, .. } => CTest::Moving {
-                            up: true,
-                            pct: *pct,
-                        },
-                        Test::MovingDownPct { pct, .. } => CTest::Moving {
-                            up: false,
-                            pct: *pct,
-                        },
-                    };
+                    let test = CTest::compile(&cond.test, |b| self.bound(&mut consts, b));
                     let needed = cond.test.history_needed();
                     let past = (needed > 0).then(|| Past::new(needed));
                     let mut const_slots = [u32::MAX; 2];
@@ -306,43 +250,39 @@ impl SymbolBook {
             if closes.is_empty() {
                 continue;
             }
-            let operand = |o: &Operand| self.values_at(o, cond.timeframe, &closes);
-            let bound = |b: &Bound| match b {
-                Bound::Value(v) => Some(vec![*v; closes.len()]),
-                Bound::Series(o) => operand(o),
-            };
-            let nan = || Some(vec![f64::NAN; closes.len()]);
-            let (b, c) = match &cond.test {
-                Test::Greater(x)
-                | Test::Less(x)
-                | Test::GreaterOrEqual(x)
-                | Test::LessOrEqual(x)
-                | Test::CrossesAbove(x)
-                | Test::CrossesBelow(x)
-                | Test::Crosses(x)
-                | Test::Equals { rhs: x, .. } => (bound(x), nan()),
-                Test::Divergence { other, .. } | Test::Convergence { other, .. } => {
-                    (operand(other), nan())
-                }
-                Test::EnteringChannel { lower, upper }
-                | Test::ExitingChannel { lower, upper }
-                | Test::InsideChannel { lower, upper }
-                | Test::OutsideChannel { lower, upper } => (bound(lower), bound(upper)),
-                Test::MovingUpPct { .. } | Test::MovingDownPct { .. } => (nan(), nan()),
-            };
-            let (Some(a), Some(b), Some(c)) = (operand(&cond.lhs), b, c) else {
-                continue;
-            };
-            // `closes` is newest first; the memory is filled oldest first.
-            for i in (0..closes.len()).rev() {
-                past.push([a[i], b[i], c[i]]);
-            }
+            self.fill_past(cond, past, &closes);
         }
+    }
+
+    /// Pushes into `past` the values the condition's operands had at `closes` (closes of its
+    /// timeframe, newest first), recomputed from the stored bars. Returns `false`, leaving
+    /// `past` untouched, when some operand's past cannot be recomputed.
+    pub(crate) fn fill_past(&self, cond: &Condition, past: &mut Past, closes: &[BarTime]) -> bool {
+        let operand = |o: &Operand| self.values_at(o, cond.timeframe, closes);
+        let bound = |b: Option<Bound>| match b {
+            None => Some(vec![f64::NAN; closes.len()]),
+            Some(Bound::Value(v)) => Some(vec![v; closes.len()]),
+            Some(Bound::Series(o)) => operand(&o),
+        };
+        let [rhs, upper] = cond.test.rhs_bounds();
+        let (Some(a), Some(b), Some(c)) = (operand(&cond.lhs), bound(rhs), bound(upper)) else {
+            return false;
+        };
+        // `closes` is newest first; the memory is filled oldest first.
+        for i in (0..closes.len()).rev() {
+            past.push([a[i], b[i], c[i]]);
+        }
+        true
     }
 
     /// The value `o` had at each of `closes` (closes of timeframe `at`), or `None` when that
     /// cannot be recomputed from the stored bars.
-    fn values_at(&self, o: &Operand, at: Timeframe, closes: &[BarTime]) -> Option<Vec<f64>> {
+    pub(crate) fn values_at(
+        &self,
+        o: &Operand,
+        at: Timeframe,
+        closes: &[BarTime],
+    ) -> Option<Vec<f64>> {
         if !at.is_multiple_of(o.timeframe) {
             return None;
         }

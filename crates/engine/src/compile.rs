@@ -9,7 +9,7 @@ use alert_core::{BarTime, Timeframe};
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-use crate::definition::{AlertDefinition, AlertId, Direction, Logic, TriggerMode};
+use crate::definition::{AlertDefinition, AlertId, Bound, Direction, Logic, Test, TriggerMode};
 
 /// A value a test reads: a slot of the symbol's value table (NaN = no value yet). Constants
 /// of the alert's conditions live in the table too, so a test is a few loads from one small
@@ -56,6 +56,47 @@ pub(crate) enum CTest {
     Divergence(Val, Direction),
     Convergence(Val),
     Moving { up: bool, pct: f64 },
+}
+
+impl CTest {
+    /// The compiled form of `test`; `slot` gives each right-hand bound its value slot, in the
+    /// order of [`Test::rhs_bounds`].
+    pub(crate) fn compile(test: &Test, mut slot: impl FnMut(&Bound) -> Val) -> Self {
+        match test {
+            Test::Greater(b) => CTest::Cmp(Cmp::Gt, slot(b)),
+            Test::Less(b) => CTest::Cmp(Cmp::Lt, slot(b)),
+            Test::GreaterOrEqual(b) => CTest::Cmp(Cmp::Ge, slot(b)),
+            Test::LessOrEqual(b) => CTest::Cmp(Cmp::Le, slot(b)),
+            Test::Equals { rhs, tolerance } => CTest::Equals(slot(rhs), *tolerance),
+            Test::CrossesAbove(b) => CTest::Cross(CrossKind::Above, slot(b)),
+            Test::CrossesBelow(b) => CTest::Cross(CrossKind::Below, slot(b)),
+            Test::Crosses(b) => CTest::Cross(CrossKind::Either, slot(b)),
+            Test::Divergence {
+                other, direction, ..
+            } => CTest::Divergence(slot(&Bound::Series(*other)), *direction),
+            Test::Convergence { other, .. } => CTest::Convergence(slot(&Bound::Series(*other))),
+            Test::EnteringChannel { lower, upper } => {
+                CTest::Channel(ChannelKind::Entering, slot(lower), slot(upper))
+            }
+            Test::ExitingChannel { lower, upper } => {
+                CTest::Channel(ChannelKind::Exiting, slot(lower), slot(upper))
+            }
+            Test::InsideChannel { lower, upper } => {
+                CTest::Channel(ChannelKind::Inside, slot(lower), slot(upper))
+            }
+            Test::OutsideChannel { lower, upper } => {
+                CTest::Channel(ChannelKind::Outside, slot(lower), slot(upper))
+            }
+            Test::MovingUpPct { pct, .. } => CTest::Moving {
+                up: true,
+                pct: *pct,
+            },
+            Test::MovingDownPct { pct, .. } => CTest::Moving {
+                up: false,
+                pct: *pct,
+            },
+        }
+    }
 }
 
 /// Values of a condition's operands at the last closes of its timeframe. Crossings and

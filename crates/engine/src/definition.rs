@@ -303,12 +303,9 @@ impl AlertDefinition {
 }
 
 impl Test {
-    /// The series operands besides the left-hand side.
-    pub fn operands(&self) -> Vec<Operand> {
-        let b = |b: &Bound| match b {
-            Bound::Series(o) => Some(*o),
-            Bound::Value(_) => None,
-        };
+    /// The right-hand bounds, in value-slot order: the right-hand side (the lower bound of a
+    /// channel; the other series of a divergence), then a channel's upper bound.
+    pub fn rhs_bounds(&self) -> [Option<Bound>; 2] {
         match self {
             Test::Greater(x)
             | Test::Less(x)
@@ -317,16 +314,27 @@ impl Test {
             | Test::CrossesAbove(x)
             | Test::CrossesBelow(x)
             | Test::Crosses(x)
-            | Test::Equals { rhs: x, .. } => b(x).into_iter().collect(),
-            Test::Divergence { other, .. } | Test::Convergence { other, .. } => vec![*other],
+            | Test::Equals { rhs: x, .. } => [Some(*x), None],
+            Test::Divergence { other, .. } | Test::Convergence { other, .. } => {
+                [Some(Bound::Series(*other)), None]
+            }
             Test::EnteringChannel { lower, upper }
             | Test::ExitingChannel { lower, upper }
             | Test::InsideChannel { lower, upper }
-            | Test::OutsideChannel { lower, upper } => {
-                b(lower).into_iter().chain(b(upper)).collect()
-            }
-            Test::MovingUpPct { .. } | Test::MovingDownPct { .. } => Vec::new(),
+            | Test::OutsideChannel { lower, upper } => [Some(*lower), Some(*upper)],
+            Test::MovingUpPct { .. } | Test::MovingDownPct { .. } => [None, None],
         }
+    }
+
+    /// The series operands besides the left-hand side.
+    pub fn operands(&self) -> Vec<Operand> {
+        self.rhs_bounds()
+            .into_iter()
+            .filter_map(|b| match b? {
+                Bound::Series(o) => Some(o),
+                Bound::Value(_) => None,
+            })
+            .collect()
     }
 
     /// How many past closes of the condition's timeframe the test looks back at (0 = none).

@@ -16,7 +16,7 @@ use alert_core::{BarTime, Candle, PriceSource, Symbol, Timeframe};
 use alert_indicators::{AnyIndicator, Indicator};
 
 use crate::book::SymbolBook;
-use crate::compile::{CTest, ChannelKind, Cmp, CrossKind, Leaf, Past, Val};
+use crate::compile::{CTest, Leaf, Past, Val};
 use crate::definition::Test;
 use crate::definition::{AlertDefinition, Bound, Condition, ConditionNode, Logic, Operand, Series};
 use crate::series::TfSeries;
@@ -190,54 +190,6 @@ fn current(book: &SymbolBook, o: &Operand) -> f64 {
     }
 }
 
-/// The value `o` had at each of `closes` (closes of timeframe `at`), or `None` when that
-/// cannot be recomputed from the stored bars (an operand on a higher timeframe than `at`).
-fn values_at(
-    book: &SymbolBook,
-    o: &Operand,
-    at: Timeframe,
-    closes: &[BarTime],
-) -> Option<Vec<f64>> {
-    if !at.is_multiple_of(o.timeframe) {
-        return None;
-    }
-    let series = book.series(o.timeframe)?;
-    let tf = o.timeframe;
-    let timeline: Vec<(BarTime, f64)> = match o.series {
-        Series::Price(src) => series
-            .history()
-            .iter()
-            .map(|b| (tf.bar_close(b.open_time), b.price(src)))
-            .collect(),
-        Series::Indicator { spec, component } => {
-            let mut ind = AnyIndicator::new(&spec);
-            series
-                .history()
-                .iter()
-                .map(|b| {
-                    let v = ind
-                        .update(b)
-                        .and_then(|c| c.get(component))
-                        .unwrap_or(f64::NAN);
-                    (tf.bar_close(b.open_time), v)
-                })
-                .collect()
-        }
-    };
-    Some(
-        closes
-            .iter()
-            .map(|t| {
-                let i = timeline.partition_point(|(end, _)| end <= t);
-                match i.checked_sub(1).and_then(|i| timeline.get(i)) {
-                    Some((_, v)) => *v,
-                    None => f64::NAN,
-                }
-            })
-            .collect(),
-    )
-}
-
 /// The look-back closes of the condition's timeframe, newest first: the closed bars before
 /// the bar being evaluated.
 fn lookback_closes(own: &TfSeries, n: usize) -> Vec<BarTime> {
@@ -254,47 +206,17 @@ fn lookback_closes(own: &TfSeries, n: usize) -> Vec<BarTime> {
 fn condition(book: &SymbolBook, cond: &Condition) -> DryCondition {
     // Value table of this condition alone: lhs, rhs (lower), rhs2 (upper).
     let mut values = [current(book, &cond.lhs), f64::NAN, f64::NAN];
-    let mut bound = |slot: usize, b: &Bound| {
-        values[slot] = match b {
-            Bound::Value(v) => *v,
-            Bound::Series(o) => current(book, o),
-        };
-        Val(slot as u32)
-    };
-    let test = match &cond.test {
-        Test::Greater(b) => CTest::Cmp(Cmp::Gt, bound(1, b)),
-        Test::Less(b) => CTest::Cmp(Cmp::Lt, bound(1, b)),
-        Test::GreaterOrEqual(b) => CTest::Cmp(Cmp::Ge, bound(1, b)),
-        Test::LessOrEqual(b) => CTest::Cmp(Cmp::Le, bound(1, b)),
-        Test::Equals { rhs, tolerance } => CTest::Equals(bound(1, rhs), *tolerance),
-        Test::CrossesAbove(b) => CTest::Cross(CrossKind::Above, bound(1, b)),
-        Test::CrossesBelow(b) => CTest::Cross(CrossKind::Below, bound(1, b)),
-        Test::Crosses(b) => CTest::Cross(CrossKind::Either, bound(1, b)),
-        Test::Divergence {
-            other, direction, ..
-        } => CTest::Divergence(bound(1, &Bound::Series(*other)), *direction),
-        Test::Convergence { other, .. } => CTest::Convergence(bound(1, &Bound::Series(*other))),
-        Test::EnteringChannel { lower, upper } => {
-            CTest::Channel(ChannelKind::Entering, bound(1, lower), bound(2, upper))
+    let mut next = 0;
+    let test = CTest::compile(&cond.test, |b| {
+        next += 1;
+        if let Some(cell) = values.get_mut(next) {
+            *cell = match b {
+                Bound::Value(v) => *v,
+                Bound::Series(o) => current(book, o),
+            };
         }
-        Test::ExitingChannel { lower, upper } => {
-            CTest::Channel(ChannelKind::Exiting, bound(1, lower), bound(2, upper))
-        }
-        Test::InsideChannel { lower, upper } => {
-            CTest::Channel(ChannelKind::Inside, bound(1, lower), bound(2, upper))
-        }
-        Test::OutsideChannel { lower, upper } => {
-            CTest::Channel(ChannelKind::Outside, bound(1, lower), bound(2, upper))
-        }
-        Test::MovingUpPct { pct, .. } => CTest::Moving {
-            up: true,
-            pct: *pct,
-        },
-        Test::MovingDownPct { pct, .. } => CTest::Moving {
-            up: false,
-            pct: *pct,
-        },
-    };
+        Val(next as u32)
+    });
     // Operands the test reads, to name one without a value.
     let (rhs_operand, rhs2_operand) = operand_descriptions(&cond.test);
     let needed = cond.test.history_needed();
@@ -306,67 +228,26 @@ fn condition(book: &SymbolBook, cond: &Condition) -> DryCondition {
             .series(cond.timeframe)
             .map(|own| lookback_closes(own, ring.capacity()))
             .filter(|closes| !closes.is_empty())
-            .and_then(|closes| {
-                let bound = |b: &Bound| match b {
-                    Bound::Value(v) => Some(vec![*v; closes.len()]),
-                    Bound::Series(o) => values_at(book, o, cond.timeframe, &closes),
-                };
-                let nan = || Some(vec![f64::NAN; closes.len()]);
-                let (b, c) = match &cond.test {
-                    Test::Greater(x)
-                    | Test::Less(x)
-                    | Test::GreaterOrEqual(x)
-                    | Test::LessOrEqual(x)
-                    | Test::CrossesAbove(x)
-                    | Test::CrossesBelow(x)
-                    | Test::Crosses(x)
-                    | Test::Equals { rhs: x, .. } => (bound(x), nan()),
-                    Test::Divergence { other, .. } | Test::Convergence { other, .. } => {
-                        (values_at(book, other, cond.timeframe, &closes), nan())
-                    }
-                    Test::EnteringChannel { lower, upper }
-                    | Test::ExitingChannel { lower, upper }
-                    | Test::InsideChannel { lower, upper }
-                    | Test::OutsideChannel { lower, upper } => (bound(lower), bound(upper)),
-                    Test::MovingUpPct { .. } | Test::MovingDownPct { .. } => (nan(), nan()),
-                };
-                let a = values_at(book, &cond.lhs, cond.timeframe, &closes)?;
-                Some((a, b?, c?))
-            });
-        match filled {
-            Some((a, b, c)) => {
-                // Newest first: the memory is filled oldest first.
-                for i in (0..a.len()).rev() {
-                    ring.push([
-                        a.get(i).copied().unwrap_or(f64::NAN),
-                        b.get(i).copied().unwrap_or(f64::NAN),
-                        c.get(i).copied().unwrap_or(f64::NAN),
-                    ]);
-                }
-                let moving = matches!(test, CTest::Moving { .. });
-                match ring.oldest_full() {
-                    None => {
-                        reason = Some(format!(
-                            "needs {needed} closed {} bar(s) before the current one",
-                            cond.timeframe
-                        ));
-                    }
-                    Some([pa, pb, _]) if pa.is_nan() || (pb.is_nan() && !moving) => {
-                        reason = Some(format!(
-                            "an operand had no value {needed} closed {} bar(s) ago",
-                            cond.timeframe
-                        ));
-                    }
-                    Some(_) => {}
-                }
-            }
-            None => {
-                reason = Some(format!(
-                    "the look-back of {needed} closed {} bar(s) is not available yet",
+            .is_some_and(|closes| book.fill_past(cond, &mut ring, &closes));
+        let moving = matches!(test, CTest::Moving { .. });
+        reason = if !filled {
+            Some(format!(
+                "the look-back of {needed} closed {} bar(s) is not available yet",
+                cond.timeframe
+            ))
+        } else {
+            match ring.oldest_full() {
+                None => Some(format!(
+                    "needs {needed} closed {} bar(s) before the current one",
                     cond.timeframe
-                ));
+                )),
+                Some([pa, pb, _]) if pa.is_nan() || (pb.is_nan() && !moving) => Some(format!(
+                    "an operand had no value {needed} closed {} bar(s) ago",
+                    cond.timeframe
+                )),
+                Some(_) => None,
             }
-        }
+        };
         past = Some(ring);
     }
     let leaf = Leaf {
@@ -405,28 +286,14 @@ fn condition(book: &SymbolBook, cond: &Condition) -> DryCondition {
 
 /// How a missing right-hand operand is named: (rhs or lower, upper).
 fn operand_descriptions(test: &Test) -> (Option<String>, Option<String>) {
-    let d = |b: &Bound| match b {
-        Bound::Value(v) => Some(v.to_string()),
-        Bound::Series(o) => Some(describe(o)),
+    let name = |b: Option<Bound>| {
+        b.map(|b| match b {
+            Bound::Value(v) => v.to_string(),
+            Bound::Series(o) => describe(&o),
+        })
     };
-    match test {
-        Test::Greater(x)
-        | Test::Less(x)
-        | Test::GreaterOrEqual(x)
-        | Test::LessOrEqual(x)
-        | Test::CrossesAbove(x)
-        | Test::CrossesBelow(x)
-        | Test::Crosses(x)
-        | Test::Equals { rhs: x, .. } => (d(x), None),
-        Test::Divergence { other, .. } | Test::Convergence { other, .. } => {
-            (Some(describe(other)), None)
-        }
-        Test::EnteringChannel { lower, upper }
-        | Test::ExitingChannel { lower, upper }
-        | Test::InsideChannel { lower, upper }
-        | Test::OutsideChannel { lower, upper } => (d(lower), d(upper)),
-        Test::MovingUpPct { .. } | Test::MovingDownPct { .. } => (None, None),
-    }
+    let [rhs, upper] = test.rhs_bounds();
+    (name(rhs), name(upper))
 }
 
 #[cfg(test)]
