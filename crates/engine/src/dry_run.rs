@@ -170,21 +170,18 @@ fn current(book: &SymbolBook, o: &Operand) -> f64 {
     match o.series {
         Series::Price(src) => series.current.map_or(f64::NAN, |b| b.price(src)),
         Series::Indicator { spec, component } => {
-            let shared = series.indicators.iter().flatten().find(|s| s.spec == spec);
-            let comps = match shared {
-                Some(shared) => Some(series.values_of(shared)),
-                None => {
-                    let mut ind = AnyIndicator::new(&spec);
-                    let mut last = None;
-                    for bar in series.history() {
-                        last = ind.update(bar);
-                    }
-                    match series.current {
-                        Some(bar) if series.in_progress => ind.peek(&bar),
-                        _ => last,
-                    }
+            // The shared indicator when some alert reads it, else computed from history.
+            let comps = series.shared_values(&spec).or_else(|| {
+                let mut ind = AnyIndicator::new(&spec);
+                let mut last = None;
+                for bar in series.history() {
+                    last = ind.update(bar);
                 }
-            };
+                match series.current {
+                    Some(bar) if series.in_progress => ind.peek(&bar),
+                    _ => last,
+                }
+            });
             comps.and_then(|c| c.get(component)).unwrap_or(f64::NAN)
         }
     }

@@ -245,13 +245,7 @@ impl Engine {
         tf: Timeframe,
         spec: &alert_indicators::IndicatorSpec,
     ) -> Option<alert_indicators::Components> {
-        let series = self.books.get(&symbol)?.series(tf)?;
-        let shared = series
-            .indicators
-            .iter()
-            .flatten()
-            .find(|s| &s.spec == spec)?;
-        Some(series.values_of(shared))
+        self.books.get(&symbol)?.series(tf)?.shared_values(spec)
     }
 
     /// Evaluates `def` on the data as it stands, without registering it, firing it or changing

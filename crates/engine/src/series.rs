@@ -156,6 +156,12 @@ impl TfSeries {
         }
     }
 
+    /// Current values of the shared `spec`, if some alert reads it here.
+    pub fn shared_values(&self, spec: &alert_indicators::IndicatorSpec) -> Option<Components> {
+        let shared = self.indicators.iter().flatten().find(|s| &s.spec == spec)?;
+        Some(self.values_of(shared))
+    }
+
     /// Registers a reader of `spec`, building and warming the indicator from history if new.
     /// Returns its index and whether it was new.
     pub fn acquire(
