@@ -134,15 +134,12 @@ impl Auth {
     /// Whether `key` is the service key (constant time).
     pub fn is_service_key(&self, key: &str) -> bool {
         match &self.service_key {
-            Some(expected) => constant_time_eq(expected.as_bytes(), key.as_bytes()),
+            Some(expected) => {
+                alert_dispatch::sign::constant_time_eq(expected.as_bytes(), key.as_bytes())
+            }
             None => false,
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    // The length is not secret; the content is compared without early exit.
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A token for `user`, valid for `ttl`, as Supabase would issue it (for `alert-runner token`

@@ -126,16 +126,6 @@ struct IngestApi {
     key: Arc<str>,
 }
 
-/// Whether `given` equals `key`, in time that depends only on the key's length (not on where
-/// the first difference is).
-fn same_key(given: &[u8], key: &[u8]) -> bool {
-    let mut diff = u8::from(given.len() != key.len());
-    for (i, k) in key.iter().enumerate() {
-        diff |= k ^ given.get(i).copied().unwrap_or(0);
-    }
-    std::hint::black_box(diff) == 0
-}
-
 /// `Authorization: Bearer <service key>`, checked before the body is read.
 async fn require_service_key(State(api): State<IngestApi>, req: Request, next: Next) -> Response {
     let given = req
@@ -145,7 +135,9 @@ async fn require_service_key(State(api): State<IngestApi>, req: Request, next: N
         .and_then(|v| v.trim().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
-    if given.is_some_and(|token| same_key(token.as_bytes(), api.key.as_bytes())) {
+    if given.is_some_and(|token| {
+        alert_dispatch::sign::constant_time_eq(token.as_bytes(), api.key.as_bytes())
+    }) {
         return next.run(req).await;
     }
     tracing::warn!(
