@@ -254,6 +254,43 @@ fn cursor(text: Option<&str>) -> ApiResult<Option<Cursor>> {
     .transpose()
 }
 
+/// Checks an alert's webhook URLs against the SSRF policy, resolving host names as the
+/// dispatcher will: (refused, warnings), each naming the URL's path in `json` (the alert JSON
+/// `def` was parsed from). A host that does not resolve now is only a warning: DNS may be down
+/// or the name not yet published, and the dispatcher checks again before every connection.
+pub async fn check_webhooks(
+    policy: &alert_dispatch::AddressPolicy,
+    def: &alert_engine::AlertDefinition,
+    json: &serde_json::Value,
+) -> (Vec<FieldError>, Vec<FieldError>) {
+    let mut refused = Vec::new();
+    let mut warnings = Vec::new();
+    let listed = json.get("actions").is_some();
+    for (j, action) in def.actions.iter().enumerate() {
+        let alert_engine::Action::Webhook { url, .. } = action else {
+            continue;
+        };
+        let Err(e) = policy.check_url_resolving(url, RESOLVE_TIMEOUT).await else {
+            continue;
+        };
+        let error = FieldError {
+            path: if listed {
+                format!("actions[{j}].url")
+            } else {
+                "action.url".to_owned()
+            },
+            message: e.to_string(),
+        };
+        match e {
+            alert_dispatch::SsrfError::Resolve(_) | alert_dispatch::SsrfError::NoAddress(_) => {
+                warnings.push(error)
+            }
+            _ => refused.push(error),
+        }
+    }
+    (refused, warnings)
+}
+
 /// Parses an alert and checks its webhook URLs; returns the store's row to write and
 /// warnings.
 async fn checked(
@@ -262,33 +299,7 @@ async fn checked(
     status: AlertStatus,
 ) -> ApiResult<(NewAlert, Vec<FieldError>)> {
     let def = parse_alert(json).map_err(validation)?;
-    let mut refused = Vec::new();
-    let mut warnings = Vec::new();
-    let listed = json.get("actions").is_some();
-    for (j, action) in def.actions.iter().enumerate() {
-        let alert_engine::Action::Webhook { url, .. } = action else {
-            continue;
-        };
-        if let Err(e) = state.policy.check_url_resolving(url, RESOLVE_TIMEOUT).await {
-            let path = if listed {
-                format!("actions[{j}].url")
-            } else {
-                "action.url".to_owned()
-            };
-            let error = FieldError {
-                path,
-                message: e.to_string(),
-            };
-            match e {
-                // DNS may be down or the name not yet published: the dispatcher checks
-                // again before every connection.
-                alert_dispatch::SsrfError::Resolve(_) | alert_dispatch::SsrfError::NoAddress(_) => {
-                    warnings.push(error)
-                }
-                _ => refused.push(error),
-            }
-        }
-    }
+    let (refused, warnings) = check_webhooks(&state.policy, &def, json).await;
     if !refused.is_empty() {
         return Err(ApiError::fields(refused));
     }

@@ -5,14 +5,9 @@ use anyhow::Context;
 
 use crate::cli::{AlertsCommand, WebhookSecretCommand};
 
-/// How long a webhook host may take to resolve when an alert is stored.
-const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Every webhook URL of `defs` that the policy refuses (resolving host names, as the
-/// dispatcher will), as `<json path>: <reason>` lines; `raw` is the JSON the paths name.
-/// A host that does not resolve now is not refused (DNS may be down or the name not yet
-/// published; the dispatcher checks again before every connection): it is a warning.
-pub async fn refused_webhooks(
+/// Every webhook URL of `defs` that the policy refuses, and the warnings, as
+/// `[<index>].<json path>: <reason>` lines (see `alert_api::alerts::check_webhooks`).
+async fn refused_webhooks(
     policy: &alert_dispatch::AddressPolicy,
     defs: &[alert_engine::AlertDefinition],
     raw: &[serde_json::Value],
@@ -20,26 +15,10 @@ pub async fn refused_webhooks(
     let mut refused = Vec::new();
     let mut warnings = Vec::new();
     for (i, (def, json)) in defs.iter().zip(raw).enumerate() {
-        let listed = json.get("actions").is_some();
-        for (j, action) in def.actions.iter().enumerate() {
-            let alert_engine::Action::Webhook { url, .. } = action else {
-                continue;
-            };
-            if let Err(e) = policy.check_url_resolving(url, RESOLVE_TIMEOUT).await {
-                let path = if listed {
-                    format!("[{i}].actions[{j}].url")
-                } else {
-                    format!("[{i}].action.url")
-                };
-                match e {
-                    alert_dispatch::SsrfError::Resolve(_)
-                    | alert_dispatch::SsrfError::NoAddress(_) => {
-                        warnings.push(format!("{path}: {e}"))
-                    }
-                    _ => refused.push(format!("{path}: {e}")),
-                }
-            }
-        }
+        let (r, w) = alert_api::alerts::check_webhooks(policy, def, json).await;
+        let line = |e: alert_api::error::FieldError| format!("[{i}].{}: {}", e.path, e.message);
+        refused.extend(r.into_iter().map(line));
+        warnings.extend(w.into_iter().map(line));
     }
     (refused, warnings)
 }
