@@ -324,7 +324,9 @@ fn chrono_duration(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or_else(|_| chrono::Duration::days(1))
 }
 
-async fn user_secrets(ctx: &Context, user: Uuid) -> Result<Arc<Vec<Secret>>, String> {
+/// A user's signing secrets (cached), or the attempt to record when they cannot be had: a
+/// retry while the store is unreachable, a failure for a secret that does not parse.
+async fn user_secrets(ctx: &Context, user: Uuid) -> Result<Arc<Vec<Secret>>, Attempt> {
     if let Some((at, secrets)) = lock(&ctx.secrets).get(&user)
         && at.elapsed() < ctx.config.secret_cache
     {
@@ -334,8 +336,12 @@ async fn user_secrets(ctx: &Context, user: Uuid) -> Result<Arc<Vec<Secret>>, Str
         .store
         .webhook_secret(user, &generate_secret(), Utc::now())
         .await
-        .map_err(|e| format!("reading the signing secret: {e}"))?;
-    let mut secrets = vec![Secret::parse(&stored.current).map_err(|e| e.to_string())?];
+        .map_err(|e| {
+            Attempt::not_sent(Verdict::Retry, format!("reading the signing secret: {e}"))
+        })?;
+    let current = Secret::parse(&stored.current)
+        .map_err(|e| Attempt::not_sent(Verdict::Fail, e.to_string()))?;
+    let mut secrets = vec![current];
     if let Some(previous) = stored.previous.as_deref()
         && let Ok(s) = Secret::parse(previous)
     {
@@ -350,7 +356,7 @@ async fn send_webhook(ctx: &Context, d: Delivery) {
     let secrets = match d.secret.as_deref() {
         Some(own) => Secret::parse(own)
             .map(|s| Arc::new(vec![s]))
-            .map_err(|e| format!("the action's {e}")),
+            .map_err(|e| Attempt::not_sent(Verdict::Fail, format!("the action's {e}"))),
         None => user_secrets(ctx, d.user_id).await,
     };
     let attempt = match secrets {
@@ -366,25 +372,7 @@ async fn send_webhook(ctx: &Context, d: Delivery) {
                 )
                 .await
         }
-        Err(error) if error.starts_with("reading") => {
-            // The store is unreachable: nothing was sent; retry on schedule.
-            Attempt {
-                verdict: Verdict::Retry,
-                status: None,
-                error: Some(error),
-                duration: Duration::ZERO,
-                response: None,
-                retry_after: None,
-            }
-        }
-        Err(error) => Attempt {
-            verdict: Verdict::Fail,
-            status: None,
-            error: Some(error),
-            duration: Duration::ZERO,
-            response: None,
-            retry_after: None,
-        },
+        Err(not_sent) => not_sent,
     };
     metrics::histogram!(m::ATTEMPT_SECONDS).record(attempt.duration.as_secs_f64());
     if attempt.verdict == Verdict::Gone {

@@ -63,6 +63,20 @@ pub struct Attempt {
     pub retry_after: Option<Duration>,
 }
 
+impl Attempt {
+    /// An attempt that ended before anything was sent.
+    pub fn not_sent(verdict: Verdict, error: String) -> Self {
+        Self {
+            verdict,
+            status: None,
+            error: Some(error),
+            duration: Duration::ZERO,
+            response: None,
+            retry_after: None,
+        }
+    }
+}
+
 /// Sends webhooks: no redirects, no proxies, the SSRF policy's resolver, a timeout.
 #[derive(Clone, Debug)]
 pub struct WebhookSender {
@@ -103,12 +117,8 @@ impl WebhookSender {
     ) -> Attempt {
         let started = Instant::now();
         let fail = |verdict, error: String| Attempt {
-            verdict,
-            status: None,
-            error: Some(error),
             duration: started.elapsed(),
-            response: None,
-            retry_after: None,
+            ..Attempt::not_sent(verdict, error)
         };
         // Literal addresses never reach the resolver: check them (and scheme, port) here.
         let url = match self.policy.check_url(url) {
@@ -209,20 +219,14 @@ fn describe(e: &reqwest::Error) -> String {
     let mut text = kind.to_owned();
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
             text.push_str(": ");
-            text.push_str(&cause);
+            text.push_str(&cause_text);
         }
-        source = cause_of(source);
+        source = cause.source();
     }
     text
-}
-
-fn cause_of<'a>(
-    e: Option<&'a (dyn std::error::Error + 'static)>,
-) -> Option<&'a (dyn std::error::Error + 'static)> {
-    e.and_then(std::error::Error::source)
 }
 
 #[cfg(test)]
