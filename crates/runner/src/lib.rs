@@ -227,7 +227,6 @@ impl Runner {
         Ok((runner, wanted_rx, readiness))
     }
 
-    /// Parses and registers one stored alert; a bad one is logged and skipped.
     /// Registers (or replaces: the engine keeps the bar it last fired on) a stored alert; an
     /// inactive, unparsable or refused one is removed and logged.
     fn load(&mut self, row: AlertRow) {
@@ -315,7 +314,6 @@ impl Runner {
         self.update_readiness();
     }
 
-    /// Active alerts, total and per symbol (bounded); on alert changes, never per candle.
     /// Pushes a recorded trigger (and its notification) to the user's live connections.
     fn announce(
         &self,
@@ -354,6 +352,7 @@ impl Runner {
         }
     }
 
+    /// Active alerts, total and per symbol (bounded); on alert changes, never per candle.
     fn publish_alert_gauges(&mut self) {
         metrics::gauge!(ALERTS_ACTIVE).set(self.alerts.len() as f64);
         let mut counts = HashMap::new();
