@@ -5,7 +5,10 @@
 //! `authenticated` under row-level security), so another user's resource is a 404.
 
 use alert_engine::parse::{ValidationErrors, parse_alert};
-use alert_store::{AlertQuery, AlertRow, AlertStatus, Cursor, NewAlert, TriggerQuery};
+use alert_store::{
+    AlertQuery, AlertRow, AlertStatus, AttemptRow, Cursor, DeliveryRow, NewAlert, NotificationRow,
+    TriggerQuery, TriggerRow,
+};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -66,14 +69,15 @@ pub fn routes() -> Router<ApiState> {
         rotate_secret
     ),
     components(schemas(
-        Alert,
+        AlertRow,
+        alert_store::AlertStatus,
         AlertPage,
         Validated,
-        Trigger,
+        TriggerRow,
         TriggerPage,
-        Notification,
-        DeliveryOut,
-        AttemptOut,
+        NotificationRow,
+        DeliveryRow,
+        AttemptRow,
         Secret,
         ErrorBody,
         FieldError
@@ -83,44 +87,9 @@ pub struct Doc;
 
 // ---- shapes ---------------------------------------------------------------------------
 
-/// A stored alert.
-#[derive(Serialize, ToSchema)]
-pub struct Alert {
-    pub id: Uuid,
-    pub name: String,
-    pub symbol: String,
-    pub base_timeframe: String,
-    /// `active`, `paused`, `triggered` (a `once` alert that fired) or `expired`.
-    pub status: String,
-    /// The alert JSON as it was saved.
-    #[schema(value_type = Object)]
-    pub definition: serde_json::Value,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub last_fired_at: Option<DateTime<Utc>>,
-    pub fire_count: i64,
-}
-
-impl From<AlertRow> for Alert {
-    fn from(r: AlertRow) -> Self {
-        Self {
-            id: r.id,
-            name: r.name,
-            symbol: r.symbol,
-            base_timeframe: r.base_timeframe,
-            status: r.status.as_str().to_owned(),
-            definition: r.definition,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-            last_fired_at: r.last_fired_at,
-            fire_count: r.fire_count,
-        }
-    }
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct AlertPage {
-    pub items: Vec<Alert>,
+    pub items: Vec<AlertRow>,
     /// Pass as `cursor` for the next page; absent on the last.
     pub next_cursor: Option<String>,
 }
@@ -143,20 +112,8 @@ pub struct Validated {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct Trigger {
-    pub id: Uuid,
-    pub alert_id: Uuid,
-    pub symbol: String,
-    pub bar_time: DateTime<Utc>,
-    pub fired_at: DateTime<Utc>,
-    /// Every condition's values, the bar and the rendered message when it fired.
-    #[schema(value_type = Object)]
-    pub snapshot: serde_json::Value,
-}
-
-#[derive(Serialize, ToSchema)]
 pub struct TriggerPage {
-    pub items: Vec<Trigger>,
+    pub items: Vec<TriggerRow>,
     pub next_cursor: Option<String>,
 }
 
@@ -171,50 +128,9 @@ pub struct TriggerListQuery {
     pub limit: Option<u32>,
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct Notification {
-    pub id: Uuid,
-    pub alert_id: Uuid,
-    pub trigger_id: Uuid,
-    pub title: String,
-    pub body: String,
-    pub created_at: DateTime<Utc>,
-    pub read_at: Option<DateTime<Utc>>,
-}
-
 #[derive(Deserialize, IntoParams)]
 pub struct LimitQuery {
     pub limit: Option<u32>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct AttemptOut {
-    pub attempt: i32,
-    pub attempted_at: DateTime<Utc>,
-    pub status_code: Option<i32>,
-    pub error: Option<String>,
-    pub duration_ms: i32,
-    /// The first 1 KiB of the response body.
-    pub response_body: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct DeliveryOut {
-    pub id: Uuid,
-    pub trigger_id: Uuid,
-    pub alert_id: Uuid,
-    /// `webhook` or `bot`.
-    pub kind: String,
-    pub url: String,
-    /// `pending`, `delivered`, `failed` or `cancelled`.
-    pub status: String,
-    pub attempts: i32,
-    pub next_attempt_at: DateTime<Utc>,
-    pub last_status_code: Option<i32>,
-    pub last_error: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub delivered_at: Option<DateTime<Utc>>,
-    pub attempt_log: Vec<AttemptOut>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -328,17 +244,17 @@ fn body_object(json: &serde_json::Value) -> ApiResult<()> {
 /// Creates an alert from the alert JSON (DESIGN §3; snake_case aliases accepted). Every
 /// validation error is reported with its JSON path.
 #[utoipa::path(post, path = "/v1/alerts", tag = "alerts", request_body(content = Object, description = "The alert JSON"),
-    responses((status = 201, body = Alert), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody, description = "a limit on active alerts")),
+    responses((status = 201, body = AlertRow), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody, description = "a limit on active alerts")),
     security(("bearer" = [])))]
 pub async fn create_alert(
     User(user): User,
     State(state): State<ApiState>,
     JsonBody(json): JsonBody,
-) -> ApiResult<(StatusCode, Json<Alert>)> {
+) -> ApiResult<(StatusCode, Json<AlertRow>)> {
     body_object(&json)?;
     let (new, _warnings) = checked(&state, &json, AlertStatus::Active).await?;
     let row = state.store.create_alert(user, &new, Utc::now()).await?;
-    Ok((StatusCode::CREATED, Json(row.into())))
+    Ok((StatusCode::CREATED, Json(row)))
 }
 
 /// Checks an alert without saving it.
@@ -398,52 +314,50 @@ pub async fn list_alerts(
             .encode()
         });
     Ok(Json(AlertPage {
-        items: rows.into_iter().map(Alert::from).collect(),
+        items: rows,
         next_cursor,
     }))
 }
 
 #[utoipa::path(get, path = "/v1/alerts/{id}", tag = "alerts", params(("id" = Uuid, Path)),
-    responses((status = 200, body = Alert), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = AlertRow), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get_alert(
     User(user): User,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
-) -> ApiResult<Json<Alert>> {
+) -> ApiResult<Json<AlertRow>> {
     let row = state.store.get_alert(user, id).await?;
-    row.map(|r| Json(r.into()))
-        .ok_or_else(|| ApiError::not_found("alert"))
+    row.map(Json).ok_or_else(|| ApiError::not_found("alert"))
 }
 
 /// Replaces an alert's definition (clears a webhook action disabled by 410 Gone).
 #[utoipa::path(put, path = "/v1/alerts/{id}", tag = "alerts", params(("id" = Uuid, Path)), request_body(content = Object, description = "The alert JSON"),
-    responses((status = 200, body = Alert), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = AlertRow), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn replace_alert(
     User(user): User,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
     JsonBody(json): JsonBody,
-) -> ApiResult<Json<Alert>> {
+) -> ApiResult<Json<AlertRow>> {
     body_object(&json)?;
     let Some(current) = state.store.get_alert(user, id).await? else {
         return Err(ApiError::not_found("alert"));
     };
     let (new, _) = checked(&state, &json, current.status).await?;
     let row = state.store.update_alert(user, id, &new, Utc::now()).await?;
-    row.map(|r| Json(r.into()))
-        .ok_or_else(|| ApiError::not_found("alert"))
+    row.map(Json).ok_or_else(|| ApiError::not_found("alert"))
 }
 
 /// Applies a JSON merge patch (RFC 7386) to the stored alert JSON and saves the result if it
 /// is valid; a `"status": "active" | "paused"` member pauses or resumes.
 #[utoipa::path(patch, path = "/v1/alerts/{id}", tag = "alerts", params(("id" = Uuid, Path)), request_body(content = Object, description = "A JSON merge patch"),
-    responses((status = 200, body = Alert), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = AlertRow), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn patch_alert(
     User(user): User,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
     JsonBody(mut patch): JsonBody,
-) -> ApiResult<Json<Alert>> {
+) -> ApiResult<Json<AlertRow>> {
     body_object(&patch)?;
     let Some(current) = state.store.get_alert(user, id).await? else {
         return Err(ApiError::not_found("alert"));
@@ -473,7 +387,7 @@ pub async fn patch_alert(
             .await?
             .ok_or_else(|| ApiError::not_found("alert"))?;
     }
-    Ok(Json(row.into()))
+    Ok(Json(row))
 }
 
 /// RFC 7386: objects merge member by member, `null` removes, anything else replaces.
@@ -516,30 +430,29 @@ async fn set_status(
     user: Uuid,
     id: Uuid,
     status: AlertStatus,
-) -> ApiResult<Json<Alert>> {
+) -> ApiResult<Json<AlertRow>> {
     let row = state.store.set_status(user, id, status, Utc::now()).await?;
-    row.map(|r| Json(r.into()))
-        .ok_or_else(|| ApiError::not_found("alert"))
+    row.map(Json).ok_or_else(|| ApiError::not_found("alert"))
 }
 
 #[utoipa::path(post, path = "/v1/alerts/{id}/pause", tag = "alerts", params(("id" = Uuid, Path)),
-    responses((status = 200, body = Alert), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = AlertRow), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn pause_alert(
     User(user): User,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
-) -> ApiResult<Json<Alert>> {
+) -> ApiResult<Json<AlertRow>> {
     set_status(&state, user, id, AlertStatus::Paused).await
 }
 
 /// Resumes an alert (also a spent `once` alert or an expired one); checks the limits.
 #[utoipa::path(post, path = "/v1/alerts/{id}/resume", tag = "alerts", params(("id" = Uuid, Path)),
-    responses((status = 200, body = Alert), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = AlertRow), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn resume_alert(
     User(user): User,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
-) -> ApiResult<Json<Alert>> {
+) -> ApiResult<Json<AlertRow>> {
     set_status(&state, user, id, AlertStatus::Active).await
 }
 
@@ -578,42 +491,20 @@ pub async fn list_triggers(
             .encode()
         });
     Ok(Json(TriggerPage {
-        items: rows
-            .into_iter()
-            .map(|t| Trigger {
-                id: t.id,
-                alert_id: t.alert_id,
-                symbol: t.symbol,
-                bar_time: t.bar_time,
-                fired_at: t.fired_at,
-                snapshot: t.snapshot,
-            })
-            .collect(),
+        items: rows,
         next_cursor,
     }))
 }
 
 #[utoipa::path(get, path = "/v1/notifications", tag = "history", params(LimitQuery),
-    responses((status = 200, body = Vec<Notification>)), security(("bearer" = [])))]
+    responses((status = 200, body = Vec<NotificationRow>)), security(("bearer" = [])))]
 pub async fn list_notifications(
     User(user): User,
     State(state): State<ApiState>,
     Query(q): Query<LimitQuery>,
-) -> ApiResult<Json<Vec<Notification>>> {
+) -> ApiResult<Json<Vec<NotificationRow>>> {
     let rows = state.store.list_notifications(user, page(q.limit)?).await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|n| Notification {
-                id: n.id,
-                alert_id: n.alert_id,
-                trigger_id: n.trigger_id,
-                title: n.title,
-                body: n.body,
-                created_at: n.created_at,
-                read_at: n.read_at,
-            })
-            .collect(),
-    ))
+    Ok(Json(rows))
 }
 
 #[utoipa::path(post, path = "/v1/notifications/{id}/read", tag = "history", params(("id" = Uuid, Path)),
@@ -636,43 +527,14 @@ pub async fn mark_read(
 
 /// The caller's webhook (and bot) deliveries with every attempt, newest first.
 #[utoipa::path(get, path = "/v1/deliveries", tag = "history", params(LimitQuery),
-    responses((status = 200, body = Vec<DeliveryOut>)), security(("bearer" = [])))]
+    responses((status = 200, body = Vec<DeliveryRow>)), security(("bearer" = [])))]
 pub async fn list_deliveries(
     User(user): User,
     State(state): State<ApiState>,
     Query(q): Query<LimitQuery>,
-) -> ApiResult<Json<Vec<DeliveryOut>>> {
+) -> ApiResult<Json<Vec<DeliveryRow>>> {
     let rows = state.store.list_deliveries(user, page(q.limit)?).await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|d| DeliveryOut {
-                id: d.id,
-                trigger_id: d.trigger_id,
-                alert_id: d.alert_id,
-                kind: d.kind,
-                url: d.url,
-                status: d.status,
-                attempts: d.attempts,
-                next_attempt_at: d.next_attempt_at,
-                last_status_code: d.last_status_code,
-                last_error: d.last_error,
-                created_at: d.created_at,
-                delivered_at: d.delivered_at,
-                attempt_log: d
-                    .attempt_log
-                    .into_iter()
-                    .map(|a| AttemptOut {
-                        attempt: a.attempt,
-                        attempted_at: a.attempted_at,
-                        status_code: a.status_code,
-                        error: a.error,
-                        duration_ms: a.duration_ms,
-                        response_body: a.response_body,
-                    })
-                    .collect(),
-            })
-            .collect(),
-    ))
+    Ok(Json(rows))
 }
 
 /// Sends a finished (delivered, failed or cancelled) delivery again, with the same

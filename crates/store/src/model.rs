@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::StoreError;
 
 /// An alert's lifecycle state.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertStatus {
@@ -51,6 +52,7 @@ pub struct NewAlert {
     pub status: AlertStatus,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AlertRow {
     pub id: Uuid,
@@ -58,6 +60,8 @@ pub struct AlertRow {
     pub name: String,
     pub symbol: String,
     pub base_timeframe: String,
+    /// The alert JSON as it was saved.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub definition: serde_json::Value,
     pub status: AlertStatus,
     pub created_at: DateTime<Utc>,
@@ -201,6 +205,7 @@ pub enum Recorded {
     Skipped,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TriggerRow {
     pub id: Uuid,
@@ -209,6 +214,8 @@ pub struct TriggerRow {
     pub symbol: String,
     pub bar_time: DateTime<Utc>,
     pub fired_at: DateTime<Utc>,
+    /// Every condition's values, the bar and the rendered message when it fired.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub snapshot: serde_json::Value,
 }
 
@@ -223,6 +230,7 @@ pub struct TriggerQuery {
     pub limit: u32,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct NotificationRow {
     pub id: Uuid,
@@ -299,6 +307,7 @@ pub struct AttemptRecord {
     pub response: Option<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AttemptRow {
     pub attempt: i32,
@@ -309,6 +318,7 @@ pub struct AttemptRow {
     pub response_body: Option<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DeliveryRow {
     pub id: Uuid,
