@@ -141,7 +141,7 @@ pub struct TokenArgs {
     #[arg(long, default_value = "00000000-0000-4000-8000-000000000001")]
     pub user: uuid::Uuid,
     /// How long the token is valid (ms, s, m, h).
-    #[arg(long, default_value = "24h", value_parser = parse_grace)]
+    #[arg(long, default_value = "24h", value_parser = parse_duration_arg)]
     pub ttl: std::time::Duration,
     #[arg(long, env = "SUPABASE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -164,12 +164,12 @@ pub enum WebhookSecretCommand {
         #[arg(long)]
         user: uuid::Uuid,
         /// How long the old secret keeps signing (units ms, s, m, h).
-        #[arg(long, default_value = "24h", value_parser = parse_grace)]
+        #[arg(long, default_value = "24h", value_parser = parse_duration_arg)]
         grace: std::time::Duration,
     },
 }
 
-fn parse_grace(s: &str) -> Result<std::time::Duration, String> {
+fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
     alert_dispatch::retry::parse_duration(s)
         .ok_or_else(|| format!("{s:?}: expected a duration such as 30m, 24h"))
 }
@@ -270,7 +270,7 @@ pub struct RunArgs {
     #[arg(long, env = "ALERT_RATE_LIMIT", default_value_t = 20.0)]
     pub rate_limit: f64,
     /// How long a rotated webhook secret keeps signing beside the new one (ms, s, m, h).
-    #[arg(long, env = "ALERT_WEBHOOK_SECRET_GRACE", default_value = "24h", value_parser = parse_grace)]
+    #[arg(long, env = "ALERT_WEBHOOK_SECRET_GRACE", default_value = "24h", value_parser = parse_duration_arg)]
     pub webhook_secret_grace: std::time::Duration,
     /// serve: do not run the dispatcher in this process (`dispatch` processes send instead).
     #[arg(long, env = "ALERT_NO_DISPATCH", value_parser = clap::builder::BoolishValueParser::new())]
