@@ -284,6 +284,18 @@ fn trigger_row(row: &PgRow) -> Result<TriggerRow, StoreError> {
     })
 }
 
+fn notification_row(row: &PgRow) -> Result<NotificationRow, StoreError> {
+    Ok(NotificationRow {
+        id: row.try_get("id")?,
+        alert_id: row.try_get("alert_id")?,
+        trigger_id: row.try_get("trigger_id")?,
+        title: row.try_get("title")?,
+        body: row.try_get("body")?,
+        created_at: row.try_get("created_at")?,
+        read_at: row.try_get("read_at")?,
+    })
+}
+
 pub async fn list_triggers(
     pool: &PgPool,
     user: Uuid,
@@ -324,19 +336,7 @@ pub async fn list_notifications(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    rows.iter()
-        .map(|r| {
-            Ok(NotificationRow {
-                id: r.try_get("id")?,
-                alert_id: r.try_get("alert_id")?,
-                trigger_id: r.try_get("trigger_id")?,
-                title: r.try_get("title")?,
-                body: r.try_get("body")?,
-                created_at: r.try_get("created_at")?,
-                read_at: r.try_get("read_at")?,
-            })
-        })
-        .collect()
+    rows.iter().map(notification_row).collect()
 }
 
 pub async fn mark_notification_read(
@@ -973,17 +973,5 @@ pub async fn notifications_since(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    rows.iter()
-        .map(|r| {
-            Ok(NotificationRow {
-                id: r.try_get("id")?,
-                alert_id: r.try_get("alert_id")?,
-                trigger_id: r.try_get("trigger_id")?,
-                title: r.try_get("title")?,
-                body: r.try_get("body")?,
-                created_at: r.try_get("created_at")?,
-                read_at: r.try_get("read_at")?,
-            })
-        })
-        .collect()
+    rows.iter().map(notification_row).collect()
 }

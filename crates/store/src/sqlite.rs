@@ -289,6 +289,18 @@ fn trigger_row(row: &SqliteRow) -> Result<TriggerRow, StoreError> {
     })
 }
 
+fn notification_row(row: &SqliteRow) -> Result<NotificationRow, StoreError> {
+    Ok(NotificationRow {
+        id: uuid(row, "id")?,
+        alert_id: uuid(row, "alert_id")?,
+        trigger_id: uuid(row, "trigger_id")?,
+        title: row.try_get("title")?,
+        body: row.try_get("body")?,
+        created_at: time(row, "created_at")?,
+        read_at: opt_time(row, "read_at")?,
+    })
+}
+
 pub async fn list_triggers(
     pool: &SqlitePool,
     user: Uuid,
@@ -330,19 +342,7 @@ pub async fn list_notifications(
     .bind(page(limit))
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(NotificationRow {
-                id: uuid(r, "id")?,
-                alert_id: uuid(r, "alert_id")?,
-                trigger_id: uuid(r, "trigger_id")?,
-                title: r.try_get("title")?,
-                body: r.try_get("body")?,
-                created_at: time(r, "created_at")?,
-                read_at: opt_time(r, "read_at")?,
-            })
-        })
-        .collect()
+    rows.iter().map(notification_row).collect()
 }
 
 pub async fn mark_notification_read(
@@ -950,17 +950,5 @@ pub async fn notifications_since(
     .bind(page(limit))
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(NotificationRow {
-                id: uuid(r, "id")?,
-                alert_id: uuid(r, "alert_id")?,
-                trigger_id: uuid(r, "trigger_id")?,
-                title: r.try_get("title")?,
-                body: r.try_get("body")?,
-                created_at: time(r, "created_at")?,
-                read_at: opt_time(r, "read_at")?,
-            })
-        })
-        .collect()
+    rows.iter().map(notification_row).collect()
 }
