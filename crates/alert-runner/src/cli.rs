@@ -141,7 +141,7 @@ pub struct TokenArgs {
     #[arg(long, default_value = "00000000-0000-4000-8000-000000000001")]
     pub user: uuid::Uuid,
     /// How long the token is valid (ms, s, m, h).
-    #[arg(long, default_value = "24h", value_parser = parse_duration_arg)]
+    #[arg(long, default_value = "24h", value_parser = parse_token_ttl)]
     pub ttl: std::time::Duration,
     #[arg(long, env = "SUPABASE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -172,6 +172,17 @@ pub enum WebhookSecretCommand {
 fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
     alert_dispatch::retry::parse_duration(s)
         .ok_or_else(|| format!("{s:?}: expected a duration such as 30m, 24h"))
+}
+
+/// A token's lifetime: a token that is expired when minted is never what was meant.
+fn parse_token_ttl(s: &str) -> Result<std::time::Duration, String> {
+    let ttl = parse_duration_arg(s)?;
+    if ttl.is_zero() {
+        return Err(format!(
+            "{s:?}: expected a lifetime above zero, such as 24h"
+        ));
+    }
+    Ok(ttl)
 }
 
 /// Where market data comes from.
@@ -434,4 +445,20 @@ pub struct BenchDispatchArgs {
     /// the plain client's.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_ttl_refuses_zero_and_names_what_is_expected() {
+        let err = parse_token_ttl("0s").unwrap_err();
+        assert!(err.contains("above zero"), "{err}");
+        assert!(parse_token_ttl("soon").is_err());
+        assert_eq!(
+            parse_token_ttl("90m").unwrap(),
+            std::time::Duration::from_secs(5400)
+        );
+    }
 }

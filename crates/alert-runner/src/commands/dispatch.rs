@@ -47,7 +47,7 @@ impl DispatchArgs {
         })
     }
 
-    /// Logs the settings a operator should see at start.
+    /// Logs the settings an operator should see at start.
     pub fn log(&self, config: &DispatchConfig) {
         if config.policy.allow_private {
             tracing::warn!(

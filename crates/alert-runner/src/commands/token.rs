@@ -1,7 +1,6 @@
 //! `alert-runner token`: mint an API token, and the JWT secret `serve` and it share.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Context;
 
@@ -59,12 +58,7 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 
 pub fn run(args: &TokenArgs) -> anyhow::Result<()> {
     let secret = jwt_secret(args.jwt_secret.as_deref())?;
-    let ttl = if args.ttl.is_zero() {
-        Duration::from_secs(3600)
-    } else {
-        args.ttl
-    };
-    let token = alert_api::auth::mint(&secret, args.user, ttl)
+    let token = alert_api::auth::mint(&secret, args.user, args.ttl)
         .map_err(|e| anyhow::anyhow!("minting the token: {e}"))?;
     println!("{token}");
     Ok(())
