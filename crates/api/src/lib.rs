@@ -34,9 +34,12 @@ pub struct ApiState {
     /// Asks the runner of this process about its market data (`/v1/candles`,
     /// `/v1/indicators`, dry runs); `None`: those answer 503.
     pub market: Option<alert_runtime::MarketHandle>,
+    /// Where `POST /v1/candles` feeds candles (`serve --source ingest`); `None`: 404.
+    pub ingest: Option<alert_marketdata::IngestHandle>,
 }
 
 pub mod events;
+pub mod ingest;
 pub mod market;
 
 /// Settings of the HTTP layer.
@@ -76,6 +79,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(alerts::Doc::openapi());
     doc.merge(market::Doc::openapi());
     doc.merge(events::Doc::openapi());
+    doc.merge(ingest::Doc::openapi());
     doc
 }
 

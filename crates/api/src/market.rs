@@ -15,7 +15,7 @@ use alert_engine::{Action, BotActionType, DryRun, TriggerMode};
 use alert_indicators::{IndicatorKind, IndicatorSpec, MAX_PERIOD, Params};
 use alert_runtime::{MAX_LIMIT, MarketHandle, QueryError};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
@@ -31,7 +31,13 @@ pub const DEFAULT_LIMIT: usize = 500;
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
-        .route("/v1/candles", get(candles))
+        .route(
+            "/v1/candles",
+            get(candles).merge(
+                post(crate::ingest::post_candles)
+                    .layer(DefaultBodyLimit::max(crate::ingest::MAX_INGEST_BODY)),
+            ),
+        )
         .route("/v1/indicators", get(indicators))
         .route("/v1/catalog", get(catalog))
         .route("/v1/templates", get(templates))

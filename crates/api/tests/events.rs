@@ -61,6 +61,7 @@ async fn server_with(hub: LiveHub) -> Server {
         policy: AddressPolicy::default(),
         secret_grace: Duration::from_secs(60),
         market: None,
+        ingest: None,
     };
     let app = alert_api::router(state, &HttpConfig::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

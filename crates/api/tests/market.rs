@@ -38,6 +38,7 @@ fn state(store: Store, market: Option<MarketHandle>) -> ApiState {
         policy: AddressPolicy::default(),
         secret_grace: Duration::from_secs(60),
         market,
+        ingest: None,
     }
 }
 
@@ -160,13 +161,7 @@ async fn market_endpoints_answer_from_the_runner() {
     let cancel = CancellationToken::new();
     let runner_task = tokio::spawn(runner.run(rx, cancel.clone()));
 
-    // As serve does with ingest: a POST /v1/candles router merged beside GET /v1/candles.
-    let ingest = axum::Router::new().route(
-        "/v1/candles",
-        axum::routing::post(|| async { axum::http::StatusCode::ACCEPTED }),
-    );
-    let app =
-        alert_api::router(state(store.clone(), Some(market)), &HttpConfig::default()).merge(ingest);
+    let app = alert_api::router(state(store.clone(), Some(market)), &HttpConfig::default());
     let c = Client {
         http: reqwest::Client::new(),
         base: serve(app).await,
@@ -192,12 +187,9 @@ async fn market_endpoints_answer_from_the_runner() {
     }
     let (status, _) = c.post(&format!("/v1/alerts/{id}/evaluate"), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = c.post("/v1/candles", None).await;
-    assert_eq!(
-        status,
-        StatusCode::ACCEPTED,
-        "the merged POST route still serves"
-    );
+    // POST on the same path is ingest (the service key, not a user).
+    let (status, _) = c.post("/v1/candles", Some(ALICE)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // ---- validation: every bad parameter, by name.
     let (status, body) = c.get("/v1/candles", Some(ALICE)).await;
@@ -511,4 +503,97 @@ async fn without_a_runner_market_data_is_503() {
     ] {
         assert!(doc["paths"][p].is_object(), "{p} documented");
     }
+}
+
+/// `POST /v1/candles`: the service key only, the API's error shape with field paths, 404
+/// without the ingest source, 413 over its body limit, 503 while the source is not running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_answers_in_the_api_error_shape() {
+    const KEY: &str = "ingest-test-service-key-0123456789";
+    let store = Store::connect("sqlite::memory:", StoreOptions::default())
+        .await
+        .unwrap();
+    let (_source, handle) = alert_runtime::marketdata::Ingest::new(
+        alert_runtime::marketdata::IngestConfig::new(alert_core::Timeframe::M1),
+    );
+    let mut with_ingest = state(store.clone(), None);
+    with_ingest.auth = Arc::new(Auth::new(SECRET, Some(KEY.into())));
+    with_ingest.ingest = Some(handle);
+    let mut without = with_ingest.clone();
+    without.ingest = None;
+    let http = reqwest::Client::new();
+    let fed = serve(alert_api::router(with_ingest, &HttpConfig::default())).await;
+    let unfed = serve(alert_api::router(without, &HttpConfig::default())).await;
+    let post = |base: &str, auth: String, body: String| {
+        let req = http
+            .post(format!("{base}/v1/candles"))
+            .bearer_auth(auth)
+            .body(body);
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status();
+            let retry = resp.headers().get("retry-after").cloned();
+            (
+                status,
+                resp.json::<Value>().await.unwrap_or(Value::Null),
+                retry,
+            )
+        }
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let m0 = now - now.rem_euclid(60_000);
+    let good = json!({"candles": [{"symbol": "BTCUSDT", "open_time": m0, "open": 1, "high": 2,
+                                   "low": 1, "close": 2, "volume": 1, "closed": false}]})
+    .to_string();
+
+    // A user's token is not the service key.
+    let (status, body, _) = post(&fed, token(ALICE), good.clone()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let (status, body, _) = post(&fed, "wrong".into(), good.clone()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    // Every bad field named, nothing fed.
+    let bad = json!({"candles": [
+        {"symbol": "BTCUSDT", "open_time": m0, "open": 1, "high": 2, "low": 1, "close": 2, "volume": 1},
+        {"symbol": "btc usdt", "open_time": m0 + 1, "open": 1, "high": 0, "low": 1, "close": 2, "volume": -1}]});
+    let (status, body, _) = post(&fed, KEY.into(), bad.to_string()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "validation_failed");
+    let paths = error_paths(&body);
+    assert!(paths.iter().all(|p| p.starts_with("candles[1].")), "{body}");
+    assert!(paths.len() >= 2, "symbol and open_time at least: {body}");
+    assert_eq!(body["error"]["path"], paths[0].as_str());
+    let (status, body, _) = post(&fed, KEY.into(), "{".into()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["path"], "", "the body itself: {body}");
+    // Larger than the API's 256 KiB is fine; larger than 4 MiB is not.
+    let big = format!(
+        "{{\"candles\": [], \"pad\": \"{}\"}}",
+        "x".repeat(alert_api::MAX_BODY)
+    );
+    let (status, body, _) = post(&fed, KEY.into(), big).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "past 256 KiB, read whole: {body}"
+    );
+    assert_eq!(body["error"]["path"], "pad", "{body}");
+    let huge = "x".repeat(alert_api::ingest::MAX_INGEST_BODY + 1);
+    let (status, body, _) = post(&fed, KEY.into(), huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["code"], "payload_too_large");
+    // The source is not running: retry later.
+    let (status, body, retry) = post(&fed, KEY.into(), good.clone()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
+    assert!(retry.is_some(), "Retry-After");
+    // A server fed otherwise has no ingest.
+    let (status, body, _) = post(&unfed, KEY.into(), good).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("--source ingest")),
+        "{body}"
+    );
 }

@@ -4,26 +4,21 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use alert_dispatch::{Dispatcher, LiveHub};
 use alert_marketdata::ingest::MAX_CANDLES_PER_REQUEST;
 use alert_marketdata::{
-    Ingest, IngestConfig, IngestHandle, PushError, Replay, ReplayConfig, Simulated,
-    SimulatedConfig, Source,
+    Ingest, IngestConfig, IngestHandle, Replay, ReplayConfig, Simulated, SimulatedConfig, Source,
 };
-use alert_runtime::{CANDLES_REJECTED, Outlets, Readiness, Runner, RunnerConfig};
+use alert_runtime::{Outlets, Readiness, Runner, RunnerConfig};
 use alert_store::{Limits, Store, StoreOptions};
 use anyhow::Context;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -47,9 +42,6 @@ pub(crate) fn init_logging(format: &str) {
         builder.try_init()
     };
 }
-
-/// Largest `POST /v1/candles` body.
-const MAX_INGEST_BODY: usize = 4 * 1024 * 1024;
 
 fn source(args: &RunArgs) -> anyhow::Result<Box<dyn Source>> {
     Ok(match args.source {
@@ -89,9 +81,8 @@ fn source(args: &RunArgs) -> anyhow::Result<Box<dyn Source>> {
     })
 }
 
-/// With `--source ingest`: the source, and the state of `POST /v1/candles` (its handle and
-/// the service key, which is required).
-fn ingest_source(args: &RunArgs, http: bool) -> anyhow::Result<Option<(Ingest, IngestApi)>> {
+/// With `--source ingest`: the source, and the handle `POST /v1/candles` feeds it through.
+fn ingest_source(args: &RunArgs, http: bool) -> anyhow::Result<Option<(Ingest, IngestHandle)>> {
     if args.source != SourceKind::Ingest {
         return Ok(None);
     }
@@ -99,13 +90,13 @@ fn ingest_source(args: &RunArgs, http: bool) -> anyhow::Result<Option<(Ingest, I
         http,
         "--source ingest receives candles over HTTP (POST /v1/candles): use `alert-runner serve`"
     );
-    let key = service_key(args)?;
+    check_service_key(args)?;
     let (source, handle) = Ingest::new(IngestConfig::new(args.feed));
-    Ok(Some((source, IngestApi { handle, key })))
+    Ok(Some((source, handle)))
 }
 
-/// The service key `--source ingest` requires.
-fn service_key(args: &RunArgs) -> anyhow::Result<Arc<str>> {
+/// The service key `--source ingest` requires (the API checks it on `POST /v1/candles`).
+fn check_service_key(args: &RunArgs) -> anyhow::Result<()> {
     let key = args.service_key.as_deref().map(str::trim).unwrap_or("");
     anyhow::ensure!(
         !key.is_empty(),
@@ -116,102 +107,7 @@ fn service_key(args: &RunArgs) -> anyhow::Result<Arc<str>> {
             "the service key is shorter than 16 characters: use a long random string in production"
         );
     }
-    Ok(Arc::from(key))
-}
-
-/// State of the ingest endpoint.
-#[derive(Clone)]
-struct IngestApi {
-    handle: IngestHandle,
-    key: Arc<str>,
-}
-
-/// `Authorization: Bearer <service key>`, checked before the body is read.
-async fn require_service_key(State(api): State<IngestApi>, req: Request, next: Next) -> Response {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    if given.is_some_and(|token| {
-        alert_dispatch::sign::constant_time_eq(token.as_bytes(), api.key.as_bytes())
-    }) {
-        return next.run(req).await;
-    }
-    tracing::warn!(
-        path = %req.uri().path(),
-        "ingest request refused: missing or wrong service key"
-    );
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, "Bearer")],
-        Json(serde_json::json!({"error": "unauthorized"})),
-    )
-        .into_response()
-}
-
-/// `POST /v1/candles`: validate the whole batch, then feed it (see `alert_marketdata::ingest`).
-async fn post_candles(
-    State(api): State<IngestApi>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let body = match body {
-        Ok(body) => body,
-        Err(e) => {
-            let error = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                format!(
-                    "the body is larger than {MAX_INGEST_BODY} bytes: send at most {MAX_CANDLES_PER_REQUEST} candles per request"
-                )
-            } else {
-                e.body_text()
-            };
-            return (e.status(), Json(serde_json::json!({ "error": error }))).into_response();
-        }
-    };
-    let candles = match api.handle.parse(&body) {
-        Ok(candles) => candles,
-        Err(e) => {
-            if e.invalid > 0 {
-                metrics::counter!(CANDLES_REJECTED).increment(e.invalid as u64);
-            }
-            tracing::warn!(error = %e.error, first = ?e.errors.first(), "ingest batch refused");
-            return (StatusCode::BAD_REQUEST, Json(e)).into_response();
-        }
-    };
-    match api.handle.push(candles).await {
-        Ok(pushed) => {
-            let rejected = pushed.rejected.len();
-            if rejected > 0 {
-                metrics::counter!(CANDLES_REJECTED).increment(rejected as u64);
-            }
-            let listed =
-                &pushed.rejected[..rejected.min(alert_marketdata::ingest::MAX_ERRORS_LISTED)];
-            (
-                StatusCode::ACCEPTED,
-                Json(serde_json::json!({
-                    "accepted": pushed.accepted,
-                    "rejected": rejected,
-                    "rejections": listed,
-                })),
-            )
-                .into_response()
-        }
-        Err(e) => {
-            if e == PushError::Full {
-                tracing::warn!("ingest batch refused: the candle queue is full");
-            }
-            let mut headers = HeaderMap::new();
-            headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                headers,
-                Json(serde_json::json!({ "error": e.to_string() })),
-            )
-                .into_response()
-        }
-    }
+    Ok(())
 }
 
 /// Creates the demo user's example alerts on a fresh store (embedded default only).
@@ -381,6 +277,7 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
             policy: args.dispatch.webhooks.address_policy(),
             secret_grace: args.webhook_secret_grace,
             market: Some(market),
+            ingest,
         };
         app = app.merge(alert_api::router(
             api_state,
@@ -388,18 +285,6 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
                 cors_origins: args.cors_origins.clone(),
             },
         ));
-        if let Some(api) = ingest {
-            app = app.merge(
-                Router::new()
-                    .route("/v1/candles", post(post_candles))
-                    .layer(DefaultBodyLimit::max(MAX_INGEST_BODY))
-                    .route_layer(axum::middleware::from_fn_with_state(
-                        api.clone(),
-                        require_service_key,
-                    ))
-                    .with_state(api),
-            );
-        }
         let addr: SocketAddr = args
             .listen
             .parse()
