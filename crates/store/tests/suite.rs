@@ -2441,3 +2441,52 @@ async fn notifications_since_lists_in_recording_order(db: TestDb) -> TestResult 
     assert_eq!(s.notifications_since(user(), origin(), 0).await?, vec![]);
     Ok(())
 }
+
+store_test!(event_feed_queries_use_their_indexes);
+
+/// The feed's resume queries walk an index in order (no sort of the user's history); on
+/// PostgreSQL with sequential scans off, so the tiny test table does not hide a missing index.
+async fn event_feed_queries_use_their_indexes(db: TestDb) -> TestResult {
+    let feeds = [
+        ("alert_triggers", "alert_triggers_user_created_idx"),
+        ("notifications", "notifications_user_created_idx"),
+    ];
+    for (table, index) in feeds {
+        let plan: String = if let Some(pool) = db.store.pg_pool() {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SET LOCAL enable_seqscan = off")
+                .execute(&mut *tx)
+                .await?;
+            let sql = format!(
+                "EXPLAIN SELECT * FROM {table} WHERE user_id = $1 AND (created_at, id) > ($2, $3) \
+                 ORDER BY created_at, id LIMIT 100"
+            );
+            let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(user())
+                .bind(chrono::DateTime::UNIX_EPOCH)
+                .bind(Uuid::nil())
+                .fetch_all(&mut *tx)
+                .await?;
+            rows.join("\n")
+        } else if let Some(pool) = db.store.sqlite_pool() {
+            let sql = format!(
+                "EXPLAIN QUERY PLAN SELECT * FROM {table} WHERE user_id = ?1 \
+                 AND (created_at > ?2 OR (created_at = ?2 AND id > ?3)) \
+                 ORDER BY created_at, id LIMIT 100"
+            );
+            let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(user().to_string())
+                .bind(0_i64)
+                .bind(Uuid::nil().to_string())
+                .fetch_all(pool)
+                .await?;
+            rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n")
+        } else {
+            unreachable!("two backends")
+        };
+        assert!(plan.contains(index), "{table}: {plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{table}: sorted: {plan}");
+        assert!(!plan.contains("Sort"), "{table}: sorted: {plan}");
+    }
+    Ok(())
+}
