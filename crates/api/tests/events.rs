@@ -1,12 +1,11 @@
 //! Live events over real HTTP: `/v1/events` (SSE) and `/v1/ws` (WebSocket), served by
-//! `axum::serve` over a SQLite store and a live hub, with triggers recorded in the store and
+//! `axum::serve` over a store (each test on SQLite and on PostgreSQL) and a live hub, with triggers recorded in the store and
 //! published to the hub as the runner does.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -15,6 +14,7 @@ use std::time::Duration;
 use alert_api::{ApiState, Auth, HttpConfig, RateLimiter};
 use alert_core::{Symbol, Timeframe};
 use alert_dispatch::{AddressPolicy, LiveEvent, LiveHub};
+use alert_store::bench::ScratchDatabase;
 use alert_store::{
     AlertRow, AlertStatus, NewAlert, NewNotification, NewTrigger, Recorded, Store, StoreOptions,
 };
@@ -35,24 +35,86 @@ struct Server {
     addr: SocketAddr,
     store: Store,
     hub: LiveHub,
-    dir: PathBuf,
+    scratch: Option<ScratchDatabase>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // Drop runs inside the test's runtime: remove the database from a thread of its own.
+        let Some(scratch) = self.scratch.take() else {
+            return;
+        };
+        // The store's connections belong to the blocked runtime: no close (it would wait for
+        // them forever); PostgreSQL drops the database WITH (FORCE).
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let _ = scratch.remove().await;
+            });
+        })
+        .join();
     }
 }
 
-async fn server() -> Server {
-    server_with(LiveHub::default()).await
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Sqlite,
+    Postgres,
 }
 
-async fn server_with(hub: LiveHub) -> Server {
-    let dir = std::env::temp_dir().join(format!("alert-api-events-{}", Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}", dir.join("t.db").display());
-    let store = Store::connect(&url, StoreOptions::default()).await.unwrap();
+/// Each test on both backends: `mod name { sqlite, postgres }`.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(super::Backend::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(super::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+both_backends!(
+    sse_events_reach_their_user_only,
+    sse_resume_replays_exactly_what_was_missed,
+    sse_resume_from_the_first_id_misses_nothing,
+    sse_refusals,
+    sse_stream_ends_when_the_client_falls_behind,
+    websocket_with_a_query_token_and_with_an_auth_message,
+    websocket_resumes_from_an_id,
+    websocket_refusals,
+    websocket_closes_when_the_client_falls_behind,
+);
+
+/// The PostgreSQL server of `DATABASE_URL` (default: the local one), on which each test makes
+/// a database of its own.
+fn admin_url() -> String {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+async fn server(backend: Backend) -> Server {
+    server_with(backend, LiveHub::default()).await
+}
+
+async fn server_with(backend: Backend, hub: LiveHub) -> Server {
+    let next_to = match backend {
+        Backend::Sqlite => "sqlite://events.db".to_owned(),
+        Backend::Postgres => admin_url(),
+    };
+    let scratch = ScratchDatabase::create(&next_to).await.unwrap();
+    let store = Store::connect(scratch.url(), StoreOptions::default())
+        .await
+        .unwrap();
     let state = ApiState {
         store: store.clone(),
         auth: Arc::new(Auth::new(SECRET, None)),
@@ -71,7 +133,7 @@ async fn server_with(hub: LiveHub) -> Server {
         addr,
         store,
         hub,
-        dir,
+        scratch: Some(scratch),
     }
 }
 
@@ -347,9 +409,8 @@ fn same_set(got: &[Uuid], want: &[Uuid]) {
 
 // ---- SSE ----------------------------------------------------------------------------------
 
-#[tokio::test]
-async fn sse_events_reach_their_user_only() {
-    let s = server().await;
+async fn sse_events_reach_their_user_only(backend: Backend) {
+    let s = server(backend).await;
     let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
     let a = alert(&s, alice, "a").await;
     let b = alert(&s, bob, "b").await;
@@ -409,9 +470,8 @@ async fn sse_events_reach_their_user_only() {
     sb.assert_quiet().await;
 }
 
-#[tokio::test]
-async fn sse_resume_replays_exactly_what_was_missed() {
-    let s = server().await;
+async fn sse_resume_replays_exactly_what_was_missed(backend: Backend) {
+    let s = server(backend).await;
     let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
     let x = alert(&s, alice, "x").await;
     let y = alert(&s, alice, "y").await;
@@ -479,9 +539,8 @@ async fn sse_resume_replays_exactly_what_was_missed() {
     }
 }
 
-#[tokio::test]
-async fn sse_resume_from_the_first_id_misses_nothing() {
-    let s = server().await;
+async fn sse_resume_from_the_first_id_misses_nothing(backend: Backend) {
+    let s = server(backend).await;
     let alice = Uuid::new_v4();
     let x = alert(&s, alice, "x").await;
     let (c, start) = SseClient::connect(&s, alice, None).await;
@@ -491,9 +550,8 @@ async fn sse_resume_from_the_first_id_misses_nothing() {
     same_set(&rows(&c.drain().await), &all_rows(&fired));
 }
 
-#[tokio::test]
-async fn sse_refusals() {
-    let s = server().await;
+async fn sse_refusals(backend: Backend) {
+    let s = server(backend).await;
     let resp = sse_request(&s, None, None).await;
     assert_eq!(resp.status(), 401);
     let body: Value = resp.json().await.unwrap();
@@ -525,10 +583,9 @@ async fn sse_refusals() {
     assert_eq!(resp.status(), 200);
 }
 
-#[tokio::test]
-async fn sse_stream_ends_when_the_client_falls_behind() {
+async fn sse_stream_ends_when_the_client_falls_behind(backend: Backend) {
     // One thread: the server cannot read the subscription while the hub publishes.
-    let s = server_with(LiveHub::new(2)).await;
+    let s = server_with(backend, LiveHub::new(2)).await;
     let alice = Uuid::new_v4();
     let (mut c, _) = SseClient::connect(&s, alice, None).await;
     for i in 0..10 {
@@ -631,9 +688,8 @@ fn ws_rows(events: &[Value]) -> Vec<Uuid> {
         .collect()
 }
 
-#[tokio::test]
-async fn websocket_with_a_query_token_and_with_an_auth_message() {
-    let s = server().await;
+async fn websocket_with_a_query_token_and_with_an_auth_message(backend: Backend) {
+    let s = server(backend).await;
     let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
     let a = alert(&s, alice, "a").await;
     let b = alert(&s, bob, "b").await;
@@ -665,9 +721,8 @@ async fn websocket_with_a_query_token_and_with_an_auth_message() {
     assert_eq!(ws_json(&mut wa).await, json!({"type": "pong"}));
 }
 
-#[tokio::test]
-async fn websocket_resumes_from_an_id() {
-    let s = server().await;
+async fn websocket_resumes_from_an_id(backend: Backend) {
+    let s = server(backend).await;
     let alice = Uuid::new_v4();
     let x = alert(&s, alice, "x").await;
     let mut ws = ws_connect(&s, &format!("?access_token={}", token(alice))).await;
@@ -698,9 +753,8 @@ async fn websocket_resumes_from_an_id() {
     assert_eq!(ws_rows(&ws_drain(&mut ws).await), all_rows(&missed));
 }
 
-#[tokio::test]
-async fn websocket_refusals() {
-    let s = server().await;
+async fn websocket_refusals(backend: Backend) {
+    let s = server(backend).await;
     // A plain request without a token.
     let resp = reqwest::get(format!("http://{}/v1/ws", s.addr))
         .await
@@ -747,9 +801,8 @@ async fn websocket_refusals() {
     assert_eq!(resp.status(), 400);
 }
 
-#[tokio::test]
-async fn websocket_closes_when_the_client_falls_behind() {
-    let s = server_with(LiveHub::new(2)).await;
+async fn websocket_closes_when_the_client_falls_behind(backend: Backend) {
+    let s = server_with(backend, LiveHub::new(2)).await;
     let alice = Uuid::new_v4();
     let mut ws = ws_connect(&s, &format!("?access_token={}", token(alice))).await;
     ws_ready(&mut ws).await;
