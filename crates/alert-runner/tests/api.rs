@@ -656,3 +656,202 @@ async fn bad_tokens_rate_limits_and_openapi() {
         }
     }
 }
+
+// ---- live events through `serve`: candles pushed → trigger → WebSocket and SSE ----------
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next JSON text message within `wait`, or `None`.
+async fn ws_next(ws: &mut Ws, wait: Duration) -> Option<Value> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) | Ok(None) => return None,
+            Ok(Some(Err(e))) => panic!("websocket: {e}"),
+            Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(t.as_str()).ok(),
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+/// One SSE event: its `event:`, `id:` and `data:` lines.
+#[derive(Debug, Default)]
+struct Sse {
+    event: String,
+    id: String,
+    data: Value,
+}
+
+/// Reads SSE events (skipping bare ids and comments) until `done` holds for one, within 30 s.
+async fn sse_until(
+    resp: &mut reqwest::Response,
+    buf: &mut String,
+    done: impl Fn(&Sse) -> bool,
+) -> Sse {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let mut e = Sse::default();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    e.event = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("id:") {
+                    e.id = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    e.data = serde_json::from_str(v.trim()).unwrap_or(Value::Null);
+                }
+            }
+            if !e.event.is_empty() && done(&e) {
+                return e;
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, resp.chunk()).await {
+            Ok(Ok(Some(bytes))) => buf.push_str(&String::from_utf8_lossy(&bytes)),
+            other => panic!("SSE ended or timed out: {other:?}; unread: {buf}"),
+        }
+    }
+}
+
+async fn sse_connect(c: &Client, auth: &str, last_id: Option<&str>) -> reqwest::Response {
+    let mut req = c
+        .http
+        .get(format!("{}/v1/events", c.base))
+        .bearer_auth(auth);
+    if let Some(id) = last_id {
+        req = req.header("Last-Event-ID", id);
+    }
+    let Ok(resp) = req.send().await else {
+        panic!("/v1/events: no response")
+    };
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp
+}
+
+async fn live_events_from_fed_candles(postgres: bool) {
+    let s = serve(postgres, &[]).await;
+    let c = Client {
+        http: reqwest::Client::new(),
+        base: s.base.clone(),
+    };
+    let (alice, bob) = (token(Uuid::new_v4()), token(Uuid::new_v4()));
+    let (status, created) = c
+        .call(
+            Method::POST,
+            "/v1/alerts",
+            Some(&alice),
+            Some(alert(
+                "live",
+                100.0,
+                json!([{"type": "notify", "title": "BTC up"}]),
+            )),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    // Bob watches too, with an alert on the same symbol that does not fire.
+    let (status, _) = c
+        .call(
+            Method::POST,
+            "/v1/alerts",
+            Some(&bob),
+            Some(alert("never", 1e9, json!([{"type": "notify"}]))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let ws_url = s.base.replacen("http", "ws", 1);
+    let connect = |auth: &str| {
+        let url = format!("{ws_url}/v1/ws?access_token={auth}");
+        async move {
+            match tokio_tungstenite::connect_async(url).await {
+                Ok((ws, _)) => ws,
+                Err(e) => panic!("/v1/ws: {e}"),
+            }
+        }
+    };
+    let mut alice_ws = connect(&alice).await;
+    let mut bob_ws = connect(&bob).await;
+    for ws in [&mut alice_ws, &mut bob_ws] {
+        let ready = ws_next(ws, Duration::from_secs(5)).await;
+        assert_eq!(
+            ready.as_ref().map(|r| r["type"].clone()),
+            Some(json!("ready"))
+        );
+    }
+    let mut sse = sse_connect(&c, &alice, None).await;
+    let mut sse_buf = String::new();
+
+    // The runner picks the alerts up, then a candle above 100 arrives.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    push_candle(&c, 150.0).await;
+
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let Some(e) = ws_next(&mut alice_ws, Duration::from_secs(30)).await else {
+            panic!("alice's WebSocket: no trigger and notification; got {got:?}")
+        };
+        got.push(e);
+    }
+    let (trigger, note) = (&got[0], &got[1]);
+    assert_eq!(trigger["type"], "trigger", "{trigger}");
+    assert_eq!(trigger["alert_id"], id.as_str(), "{trigger}");
+    assert_eq!(trigger["symbol"], "BTCUSDT");
+    assert_eq!(
+        trigger["snapshot"]["message"], "BTCUSDT at 150",
+        "{trigger}"
+    );
+    assert_eq!(note["type"], "notification", "{note}");
+    assert_eq!(note["title"], "BTC up");
+    assert_eq!(note["trigger_id"], trigger["trigger_id"]);
+    // The same trigger as the store's.
+    let stored = eventually(&c, &format!("/v1/triggers?alert_id={id}"), &alice, |b| {
+        b["items"].as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await;
+    assert_eq!(stored["items"][0]["id"], trigger["trigger_id"]);
+
+    // SSE: the same two events, with ids.
+    let t = sse_until(&mut sse, &mut sse_buf, |e| e.event == "trigger").await;
+    assert_eq!(t.data["trigger_id"], trigger["trigger_id"]);
+    let n = sse_until(&mut sse, &mut sse_buf, |e| e.event == "notification").await;
+    assert_eq!(n.data["notification_id"], note["notification_id"]);
+    assert!(
+        !t.id.is_empty() && t.id == trigger["id"],
+        "{t:?} / {trigger}"
+    );
+
+    // Bob sees nothing of Alice's.
+    assert_eq!(ws_next(&mut bob_ws, Duration::from_millis(500)).await, None);
+
+    // Resume: from before the trigger, both come again; from the notification, nothing.
+    drop(sse);
+    let mut again = sse_connect(&c, &alice, Some("0_00000000-0000-0000-0000-000000000000")).await;
+    let mut buf = String::new();
+    let t2 = sse_until(&mut again, &mut buf, |e| e.event == "trigger").await;
+    assert_eq!(t2.id, t.id);
+    let n2 = sse_until(&mut again, &mut buf, |e| e.event == "notification").await;
+    assert_eq!(n2.id, n.id);
+    let mut after = sse_connect(&c, &alice, Some(&n.id)).await;
+    let mut buf = String::new();
+    let quiet = tokio::time::timeout(
+        Duration::from_millis(700),
+        sse_until(&mut after, &mut buf, |_| true),
+    )
+    .await;
+    assert!(quiet.is_err(), "nothing after the last id: {quiet:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_events_from_fed_candles_sqlite() {
+    live_events_from_fed_candles(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_events_from_fed_candles_postgres() {
+    live_events_from_fed_candles(true).await;
+}
