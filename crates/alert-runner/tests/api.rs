@@ -855,3 +855,61 @@ async fn live_events_from_fed_candles_sqlite() {
 async fn live_events_from_fed_candles_postgres() {
     live_events_from_fed_candles(true).await;
 }
+
+/// CORS: only the configured origins are allowed (preflight and actual requests); none by
+/// default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_allows_only_the_configured_origins() {
+    const APP: &str = "https://app.example.com";
+    let allowed = |resp: &reqwest::Response| {
+        resp.headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let preflight = |base: String, origin: &'static str| async move {
+        let resp = reqwest::Client::new()
+            .request(Method::OPTIONS, format!("{base}/v1/alerts"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization,content-type",
+            )
+            .send()
+            .await;
+        let Ok(resp) = resp else {
+            panic!("preflight: no response")
+        };
+        resp
+    };
+    let s = serve(false, &["--cors-origins", APP]).await;
+    let ok = preflight(s.base.clone(), APP).await;
+    assert!(ok.status().is_success(), "{}", ok.status());
+    assert_eq!(allowed(&ok).as_deref(), Some(APP));
+    let methods = ok
+        .headers()
+        .get("access-control-allow-methods")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!methods.is_empty(), "allowed methods listed");
+    let other = preflight(s.base.clone(), "https://evil.example.net").await;
+    assert_eq!(allowed(&other), None, "another origin is not allowed");
+    // An actual request carries the header too (here a 401: errors are readable by the app).
+    let Ok(actual) = reqwest::Client::new()
+        .get(format!("{}/v1/alerts", s.base))
+        .header("Origin", APP)
+        .send()
+        .await
+    else {
+        panic!("no response")
+    };
+    assert_eq!(actual.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(allowed(&actual).as_deref(), Some(APP));
+    drop(s);
+
+    let plain = serve(false, &[]).await;
+    let none = preflight(plain.base.clone(), APP).await;
+    assert_eq!(allowed(&none), None, "no CORS unless configured");
+}
