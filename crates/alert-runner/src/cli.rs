@@ -35,6 +35,10 @@ pub enum Command {
     /// Replay alerts over a candle file and print one JSON line per trigger.
     #[command(after_long_help = BACKTEST_HELP)]
     Backtest(BacktestArgs),
+    /// Replay a DCA bot over a candle file through the engine (paper fills): one JSON line per
+    /// order, then a summary.
+    #[command(after_long_help = BOT_BACKTEST_HELP)]
+    BotBacktest(BotBacktestArgs),
     /// Manage stored alerts from the command line (import a JSON array for a user, list them).
     #[command(subcommand)]
     Alerts(AlertsCommand),
@@ -86,6 +90,30 @@ pub struct BacktestArgs {
     /// Bars opening at or after this time are not read.
     #[arg(long, value_parser = crate::commands::parse_time)]
     pub to: Option<alert_core::BarTime>,
+}
+
+const BOT_BACKTEST_HELP: &str = "The bot JSON is documented in the README (DCA bots). Its alerts are evaluated \
+on closed candles of --timeframe, as `backtest` does; orders fill on paper at the trigger's price (the close, or a \
+price level the bar traded through), with the bot's fee_pct and quantity_step.\n\
+Output: one JSON object per order per line \
+{\"deal\",\"role\",\"side\",\"client_order_id\",\"fired_at\",\"price\",\"base_qty\",\"notional\",\"fee\",\"average_price\",\"realized_pnl\"?}, \
+then one line {\"summary\": {deals_closed, take_profits, stop_losses, win_rate, realized_pnl, fees, \
+max_capital_committed, max_drawdown, time_in_deals_ms, time_in_deals_share, open_deal_unrealized_pnl, orders, candles}}.";
+
+#[derive(Debug, Args)]
+pub struct BotBacktestArgs {
+    /// A DCA bot (JSON object).
+    #[arg(long, value_name = "FILE.json")]
+    pub bot: PathBuf,
+    /// Candle CSV (header format or Binance klines).
+    #[arg(long, value_name = "FILE")]
+    pub candles: PathBuf,
+    /// The candles' symbol: the bot's pair.
+    #[arg(long, value_parser = parse_symbol)]
+    pub symbol: alert_core::Symbol,
+    /// The candles' timeframe; the bot's may be higher.
+    #[arg(long, value_parser = parse_timeframe)]
+    pub timeframe: alert_core::Timeframe,
 }
 
 fn parse_symbol(s: &str) -> Result<alert_core::Symbol, String> {

@@ -88,7 +88,10 @@ impl PaperExecutor {
     /// `q` rounded down to the step (with a relative tolerance, so 0.3 / 0.1 steps stay 3).
     pub fn round_down(&self, q: f64) -> f64 {
         let steps = (q / self.quantity_step * (1.0 + 1e-12)).floor();
-        steps * self.quantity_step
+        // To the step's decimals, so 127 × 0.0001 prints as 0.0127, not 0.012700000000000001.
+        let decimals = (-self.quantity_step.log10()).ceil().clamp(0.0, 15.0) as i32;
+        let scale = 10f64.powi(decimals);
+        (steps * self.quantity_step * scale).round() / scale
     }
 }
 
