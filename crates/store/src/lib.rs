@@ -18,6 +18,7 @@
 //! notification and outbox rows in one transaction, at most once per (alert, bar).
 
 pub mod bench;
+mod bots;
 mod error;
 mod model;
 mod notify;
@@ -31,6 +32,10 @@ use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 use uuid::Uuid;
 
+pub use bots::{
+    BotAlertRow, BotAlertUpdate, BotFill, BotOrderRow, BotRow, BotStatus, DealRow, DealWrite,
+    FillRecorded, NewBot, NewBotAlert, NewBotOrder,
+};
 pub use error::StoreError;
 pub use model::*;
 pub use notify::ALERT_CHANNEL;
@@ -584,6 +589,129 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(p) => sqlite::notifications_since(p, user, after, limit).await,
             Backend::Postgres(p) => postgres::notifications_since(p, user, after, limit).await,
+        }
+    }
+
+    // ---- DCA bots ------------------------------------------------------------------------
+
+    /// Creates a bot and all its alerts in one transaction (the active ones count toward the
+    /// alert limits; nothing is written if one is refused).
+    pub async fn create_bot(
+        &self,
+        user: Uuid,
+        bot: &NewBot,
+        now: DateTime<Utc>,
+    ) -> Result<BotRow, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => bots::sqlite::create_bot(p, self.limits, user, bot, now).await,
+            Backend::Postgres(p) => {
+                bots::postgres::create_bot(p, self.limits, user, bot, now).await
+            }
+        }
+    }
+
+    /// The bot, if it exists and is `user`'s.
+    pub async fn get_bot(&self, user: Uuid, id: Uuid) -> Result<Option<BotRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => bots::sqlite::get_bot(p, user, id).await,
+            Backend::Postgres(p) => bots::postgres::get_bot(p, user, id).await,
+        }
+    }
+
+    /// `user`'s bots, oldest first.
+    pub async fn list_bots(&self, user: Uuid) -> Result<Vec<BotRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => bots::sqlite::list_bots(p, user).await,
+            Backend::Postgres(p) => bots::postgres::list_bots(p, user).await,
+        }
+    }
+
+    /// The bot's alerts with their roles (empty if the bot is not `user`'s).
+    pub async fn bot_alerts(&self, user: Uuid, bot: Uuid) -> Result<Vec<BotAlertRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => bots::sqlite::bot_alerts(p, user, bot).await,
+            Backend::Postgres(p) => bots::postgres::bot_alerts(p, user, bot).await,
+        }
+    }
+
+    /// Deletes the bot with its alerts (tombstones at `now`), deals and orders.
+    pub async fn delete_bot(
+        &self,
+        user: Uuid,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => bots::sqlite::delete_bot(p, user, id, now).await,
+            Backend::Postgres(p) => bots::postgres::delete_bot(p, user, id, now).await,
+        }
+    }
+
+    /// Sets the bot's status and applies `updates` to its alerts, in one transaction.
+    pub async fn set_bot_status(
+        &self,
+        user: Uuid,
+        id: Uuid,
+        status: BotStatus,
+        updates: &[BotAlertUpdate],
+        now: DateTime<Utc>,
+    ) -> Result<Option<BotRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => {
+                bots::sqlite::set_bot_status(p, user, id, status, updates, now).await
+            }
+            Backend::Postgres(p) => {
+                bots::postgres::set_bot_status(p, user, id, status, updates, now).await
+            }
+        }
+    }
+
+    /// Records a fill with its deal, alert changes and deal counter in one transaction, once
+    /// per client order id (service path).
+    pub async fn record_bot_fill(
+        &self,
+        fill: &BotFill,
+        now: DateTime<Utc>,
+    ) -> Result<FillRecorded, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => bots::sqlite::record_bot_fill(p, fill, now).await,
+            Backend::Postgres(p) => bots::postgres::record_bot_fill(p, fill, now).await,
+        }
+    }
+
+    /// The bot (service path).
+    pub async fn bot_by_id(&self, bot: Uuid) -> Result<Option<BotRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => bots::sqlite::bot_by_id(p, bot).await,
+            Backend::Postgres(p) => bots::postgres::bot_by_id(p, bot).await,
+        }
+    }
+
+    /// The bot's open deal (service path).
+    pub async fn open_deal(&self, bot: Uuid) -> Result<Option<DealRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => bots::sqlite::open_deal(p, bot).await,
+            Backend::Postgres(p) => bots::postgres::open_deal(p, bot).await,
+        }
+    }
+
+    /// The bot's deals, by number.
+    pub async fn list_deals(&self, user: Uuid, bot: Uuid) -> Result<Vec<DealRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => bots::sqlite::list_deals(p, user, bot).await,
+            Backend::Postgres(p) => bots::postgres::list_deals(p, user, bot).await,
+        }
+    }
+
+    /// The bot's orders, oldest first.
+    pub async fn list_bot_orders(
+        &self,
+        user: Uuid,
+        bot: Uuid,
+    ) -> Result<Vec<BotOrderRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => bots::sqlite::list_bot_orders(p, user, bot).await,
+            Backend::Postgres(p) => bots::postgres::list_bot_orders(p, user, bot).await,
         }
     }
 }

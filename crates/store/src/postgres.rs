@@ -21,7 +21,10 @@ use crate::{
 };
 
 /// A transaction as `user`: role `authenticated`, `request.jwt.claims` = {"sub": user}.
-async fn as_user(pool: &PgPool, user: Uuid) -> Result<Transaction<'static, Postgres>, StoreError> {
+pub(crate) async fn as_user(
+    pool: &PgPool,
+    user: Uuid,
+) -> Result<Transaction<'static, Postgres>, StoreError> {
     let mut tx = pool.begin().await?;
     let claims = serde_json::json!({ "sub": user, "role": "authenticated" }).to_string();
     sqlx::query("SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', $1, true)")
@@ -31,7 +34,7 @@ async fn as_user(pool: &PgPool, user: Uuid) -> Result<Transaction<'static, Postg
     Ok(tx)
 }
 
-fn alert_row(row: &PgRow) -> Result<AlertRow, StoreError> {
+pub(crate) fn alert_row(row: &PgRow) -> Result<AlertRow, StoreError> {
     let status: String = row.try_get("status")?;
     Ok(AlertRow {
         id: row.try_get("id")?,
@@ -48,7 +51,7 @@ fn alert_row(row: &PgRow) -> Result<AlertRow, StoreError> {
     })
 }
 
-async fn check_limits(
+pub(crate) async fn check_limits(
     tx: &mut sqlx::PgConnection,
     limits: Limits,
     user: Uuid,

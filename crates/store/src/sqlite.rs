@@ -18,32 +18,32 @@ use crate::{
     NewTrigger, NotificationRow, Recorded, StoreError, TriggerQuery, TriggerRow, WebhookSecrets,
 };
 
-fn ms(t: DateTime<Utc>) -> i64 {
+pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-fn time(row: &SqliteRow, col: &str) -> Result<DateTime<Utc>, StoreError> {
+pub(crate) fn time(row: &SqliteRow, col: &str) -> Result<DateTime<Utc>, StoreError> {
     let v: i64 = row.try_get(col)?;
     from_millis(v).ok_or_else(|| StoreError::Corrupt(format!("{col} {v}")))
 }
 
-fn opt_time(row: &SqliteRow, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+pub(crate) fn opt_time(row: &SqliteRow, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
     let v: Option<i64> = row.try_get(col)?;
     v.map(|v| from_millis(v).ok_or_else(|| StoreError::Corrupt(format!("{col} {v}"))))
         .transpose()
 }
 
-fn uuid(row: &SqliteRow, col: &str) -> Result<Uuid, StoreError> {
+pub(crate) fn uuid(row: &SqliteRow, col: &str) -> Result<Uuid, StoreError> {
     let v: String = row.try_get(col)?;
     Uuid::parse_str(&v).map_err(|_| StoreError::Corrupt(format!("{col} {v:?}")))
 }
 
-fn json(row: &SqliteRow, col: &str) -> Result<serde_json::Value, StoreError> {
+pub(crate) fn json(row: &SqliteRow, col: &str) -> Result<serde_json::Value, StoreError> {
     let v: String = row.try_get(col)?;
     serde_json::from_str(&v).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
 }
 
-fn alert_row(row: &SqliteRow) -> Result<AlertRow, StoreError> {
+pub(crate) fn alert_row(row: &SqliteRow) -> Result<AlertRow, StoreError> {
     let status: String = row.try_get("status")?;
     Ok(AlertRow {
         id: uuid(row, "id")?,
@@ -62,7 +62,7 @@ fn alert_row(row: &SqliteRow) -> Result<AlertRow, StoreError> {
 
 /// Refuses (as `StoreError::Limit`) when `user` would have too many active alerts with one
 /// more on `symbol`; `except` is an alert being replaced or resumed.
-async fn check_limits(
+pub(crate) async fn check_limits(
     tx: &mut sqlx::SqliteConnection,
     limits: Limits,
     user: Uuid,

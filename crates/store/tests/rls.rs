@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use common::{ALL, Backend, TestDb, TestResult, at, create, hour, trigger};
 
-const TABLES: [&str; 8] = [
+const TABLES: [&str; 11] = [
     "alerts",
     "alert_tombstones",
     "alert_triggers",
@@ -23,6 +23,9 @@ const TABLES: [&str; 8] = [
     "webhook_attempts",
     "disabled_webhooks",
     "webhook_secrets",
+    "bots",
+    "bot_deals",
+    "bot_orders",
 ];
 
 /// One user's rows in every table, made through the store (the service path for the runner's
@@ -31,6 +34,8 @@ struct Seeded {
     alert: Uuid,
     trigger: Uuid,
     delivery: Uuid,
+    bot: Uuid,
+    deal: Uuid,
 }
 
 async fn seed(store: &Store, user: Uuid) -> Seeded {
@@ -92,11 +97,76 @@ async fn seed(store: &Store, user: Uuid) -> Seeded {
         .await
         .unwrap();
     assert_eq!(secret.current, format!("whsec_{user}"));
+    // A bot with two alerts, a deal and an order (the user path, then the service path).
+    let (bot, deal) = seed_bot(store, user).await;
     Seeded {
         alert: alert.id,
         trigger: trigger_id,
         delivery: delivery.expect("a delivery for the trigger"),
+        bot,
+        deal,
     }
+}
+
+async fn seed_bot(store: &Store, user: Uuid) -> (Uuid, Uuid) {
+    let alert = |role: &str, status| alert_store::NewBotAlert {
+        role: role.into(),
+        alert: alert_store::NewAlert {
+            status,
+            ..common::new_alert(role, "SOLUSDT")
+        },
+    };
+    let bot = store
+        .create_bot(
+            user,
+            &alert_store::NewBot {
+                name: "dca".into(),
+                pair: alert_core::Symbol::new("SOLUSDT").unwrap(),
+                timeframe: alert_core::Timeframe::H1,
+                definition: serde_json::json!({}),
+                alerts: vec![
+                    alert("entry", alert_store::AlertStatus::Active),
+                    alert("tp", alert_store::AlertStatus::Paused),
+                ],
+            },
+            at(6),
+        )
+        .await
+        .unwrap();
+    let fill = alert_store::BotFill {
+        bot_id: bot.id,
+        user_id: user,
+        order: alert_store::NewBotOrder {
+            client_order_id: format!("order-{user}"),
+            role: "entry".into(),
+            side: "buy".into(),
+            price: 1.0,
+            base_qty: 1.0,
+            notional: 1.0,
+            fee: 0.0,
+        },
+        deal: alert_store::DealWrite {
+            number: 1,
+            open: true,
+            opened_at: at(7),
+            closed_at: None,
+            entry_price: 1.0,
+            base_qty: 1.0,
+            cost: 1.0,
+            fees: 0.0,
+            filled: Vec::new(),
+            exit: None,
+            realized_pnl: None,
+        },
+        alerts: Vec::new(),
+        deals_opened: 1,
+    };
+    let alert_store::FillRecorded::New { deal_id, .. } =
+        store.record_bot_fill(&fill, at(7)).await.unwrap()
+    else {
+        panic!("fill not recorded")
+    };
+    (bot.id, deal_id)
 }
 
 /// A transaction as PostgREST runs a request: role `authenticated`, the JWT's claims set.
@@ -164,6 +234,19 @@ fn insert_sql(table: &str) -> &'static str {
             "INSERT INTO webhook_secrets (user_id, secret) VALUES ($1, 'whsec_x') \
              ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret"
         }
+        "bots" => {
+            "INSERT INTO bots (user_id, name, pair, timeframe, definition) \
+             VALUES ($1, 'x', 'BTCUSDT', '1h', '{}')"
+        }
+        "bot_deals" => {
+            "INSERT INTO bot_deals (bot_id, user_id, number, status, opened_at, entry_price, \
+             base_qty, cost, fees) VALUES ($5, $1, 99, 'closed', now(), 1, 1, 1, 0)"
+        }
+        "bot_orders" => {
+            "INSERT INTO bot_orders (bot_id, deal_id, user_id, client_order_id, role, side, \
+             price, base_qty, notional, fee) \
+             VALUES ($5, $6, $1, gen_random_uuid()::text, 'entry', 'buy', 1, 1, 1, 0)"
+        }
         other => panic!("no insert for {other}"),
     }
 }
@@ -181,6 +264,8 @@ async fn try_insert(
         .bind(refs.alert)
         .bind(refs.trigger)
         .bind(refs.delivery)
+        .bind(refs.bot)
+        .bind(refs.deal)
         .execute(&mut *tx)
         .await
         .map(|r| r.rows_affected());
@@ -571,7 +656,8 @@ async fn service_path_works_as_a_non_superuser_owner() -> TestResult {
         2,
         "tombstones written by the delete trigger"
     );
-    assert_eq!(changes.changed.len(), 4);
+    // Two alerts and a bot's two alerts, for each user.
+    assert_eq!(changes.changed.len(), 8);
     assert_eq!(store.delivery_counts().await?.pending, 6);
     let ds = store.list_deliveries(a, 0).await?;
     assert_eq!(ds.len(), 3);

@@ -2490,3 +2490,233 @@ async fn event_feed_queries_use_their_indexes(db: TestDb) -> TestResult {
     }
     Ok(())
 }
+
+// ---- DCA bots ------------------------------------------------------------------------------
+
+store_test!(
+    bots_are_created_with_their_alerts_scoped_and_limited,
+    bot_fills_are_recorded_once_with_their_changes,
+    deleting_a_bot_removes_its_alerts_deals_and_orders
+);
+
+fn new_bot(alerts: &[(&str, AlertStatus)]) -> alert_store::NewBot {
+    alert_store::NewBot {
+        name: "dca".into(),
+        pair: alert_core::Symbol::new("BTCUSDT").unwrap(),
+        timeframe: alert_core::Timeframe::H1,
+        definition: serde_json::json!({"pair": "BTCUSDT", "timeframe": "1h"}),
+        alerts: alerts
+            .iter()
+            .map(|(role, status)| alert_store::NewBotAlert {
+                role: (*role).to_owned(),
+                alert: alert_store::NewAlert {
+                    status: *status,
+                    ..new_alert(&format!("dca: {role}"), "BTCUSDT")
+                },
+            })
+            .collect(),
+    }
+}
+
+const ROLES: [(&str, AlertStatus); 4] = [
+    ("entry", AlertStatus::Active),
+    ("so1", AlertStatus::Paused),
+    ("so2", AlertStatus::Paused),
+    ("tp", AlertStatus::Paused),
+];
+
+async fn bots_are_created_with_their_alerts_scoped_and_limited(db: TestDb) -> TestResult {
+    let s = db
+        .connect(StoreOptions {
+            limits: Limits {
+                per_symbol: 2,
+                per_user: 10,
+            },
+            ..StoreOptions::default()
+        })
+        .await;
+    let (a, b) = (user(), user());
+    let bot = s.create_bot(a, &new_bot(&ROLES), at(0)).await?;
+    assert_eq!(
+        (bot.status, bot.deals_opened),
+        (alert_store::BotStatus::Active, 0)
+    );
+    let alerts = s.bot_alerts(a, bot.id).await?;
+    let roles: Vec<(&str, AlertStatus)> = alerts
+        .iter()
+        .map(|r| (r.role.as_str(), r.alert.status))
+        .collect();
+    assert_eq!(roles, ROLES);
+    // The bot's alerts are alerts: the runner streams the active one.
+    assert_eq!(s.list_alerts(a, &AlertQuery::default()).await?.len(), 4);
+    // Another user sees nothing of it.
+    assert_eq!(s.get_bot(b, bot.id).await?, None);
+    assert!(s.bot_alerts(b, bot.id).await?.is_empty());
+    assert!(s.list_bots(b).await?.is_empty());
+    assert!(!s.delete_bot(b, bot.id, at(1)).await?);
+    assert_eq!(s.list_bots(a).await?, std::slice::from_ref(&bot));
+    // A second bot's entry is the user's second active alert on BTCUSDT; a third is refused,
+    // and nothing of it is written.
+    s.create_bot(a, &new_bot(&ROLES), at(2)).await?;
+    let refused = s.create_bot(a, &new_bot(&ROLES), at(3)).await;
+    assert!(matches!(refused, Err(StoreError::Limit(_))), "{refused:?}");
+    assert_eq!(s.list_bots(a).await?.len(), 2);
+    assert_eq!(s.list_alerts(a, &AlertQuery::default()).await?.len(), 8);
+    Ok(())
+}
+
+fn fill(
+    bot: &alert_store::BotRow,
+    key: &str,
+    deal: alert_store::DealWrite,
+) -> alert_store::BotFill {
+    alert_store::BotFill {
+        bot_id: bot.id,
+        user_id: bot.user_id,
+        order: alert_store::NewBotOrder {
+            client_order_id: key.into(),
+            role: "entry".into(),
+            side: "buy".into(),
+            price: 100.0,
+            base_qty: 1.0,
+            notional: 100.0,
+            fee: 0.1,
+        },
+        deal,
+        alerts: vec![
+            alert_store::BotAlertUpdate {
+                role: "entry".into(),
+                definition: None,
+                status: AlertStatus::Paused,
+            },
+            alert_store::BotAlertUpdate {
+                role: "so1".into(),
+                definition: Some(serde_json::json!({"name": "so1", "threshold": 98.0})),
+                status: AlertStatus::Active,
+            },
+        ],
+        deals_opened: 1,
+    }
+}
+
+fn open_deal(number: i64) -> alert_store::DealWrite {
+    alert_store::DealWrite {
+        number,
+        open: true,
+        opened_at: at(10),
+        closed_at: None,
+        entry_price: 100.0,
+        base_qty: 1.0,
+        cost: 100.0,
+        fees: 0.1,
+        filled: vec![false, false],
+        exit: None,
+        realized_pnl: None,
+    }
+}
+
+async fn bot_fills_are_recorded_once_with_their_changes(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let a = user();
+    let bot = s.create_bot(a, &new_bot(&ROLES), at(0)).await?;
+    let first = s
+        .record_bot_fill(&fill(&bot, "trigger-1", open_deal(1)), at(10))
+        .await?;
+    let alert_store::FillRecorded::New { deal_id, .. } = first else {
+        panic!("{first:?}")
+    };
+    // The same trigger again: nothing more.
+    let again = s
+        .record_bot_fill(&fill(&bot, "trigger-1", open_deal(1)), at(11))
+        .await?;
+    assert_eq!(again, alert_store::FillRecorded::Duplicate);
+    assert_eq!(s.list_bot_orders(a, bot.id).await?.len(), 1);
+    // The alerts changed as told; the runner's change feed sees them.
+    let alerts = s.bot_alerts(a, bot.id).await?;
+    let by_role = |r: &str| alerts.iter().find(|x| x.role == r).unwrap().alert.clone();
+    assert_eq!(by_role("entry").status, AlertStatus::Paused);
+    assert_eq!(by_role("so1").status, AlertStatus::Active);
+    assert_eq!(by_role("so1").definition["threshold"], 98.0);
+    assert_eq!(by_role("so2").status, AlertStatus::Paused);
+    let changes = s.alert_changes(at(9), StdDuration::ZERO).await?;
+    assert!(changes.changed.iter().any(|c| c.id == by_role("so1").id));
+    // The open deal is what a restarted handler resumes from.
+    let deal = s.open_deal(bot.id).await?.unwrap();
+    assert_eq!(
+        (deal.id, deal.number, deal.filled.clone()),
+        (deal_id, 1, vec![false, false])
+    );
+    assert_eq!(s.get_bot(a, bot.id).await?.unwrap().deals_opened, 1);
+    // A safety order, then the close: the same deal row, now closed.
+    let mut so = open_deal(1);
+    so.base_qty = 1.5;
+    so.cost = 149.0;
+    so.filled = vec![true, false];
+    let mut f = fill(&bot, "trigger-2", so);
+    f.order.role = "so1".into();
+    f.alerts.clear();
+    assert!(matches!(
+        s.record_bot_fill(&f, at(20)).await?,
+        alert_store::FillRecorded::New { .. }
+    ));
+    assert_eq!(s.open_deal(bot.id).await?.unwrap().filled, [true, false]);
+    let mut closed = open_deal(1);
+    closed.open = false;
+    closed.closed_at = Some(at(30));
+    closed.exit = Some("take_profit".into());
+    closed.realized_pnl = Some(2.5);
+    let mut f = fill(&bot, "trigger-3", closed);
+    f.order.side = "sell".into();
+    assert!(matches!(
+        s.record_bot_fill(&f, at(30)).await?,
+        alert_store::FillRecorded::New { .. }
+    ));
+    assert_eq!(s.open_deal(bot.id).await?, None);
+    let deals = s.list_deals(a, bot.id).await?;
+    assert_eq!(deals.len(), 1);
+    assert_eq!(
+        (deals[0].exit.as_deref(), deals[0].realized_pnl),
+        (Some("take_profit"), Some(2.5))
+    );
+    let orders = s.list_bot_orders(a, bot.id).await?;
+    let sides: Vec<&str> = orders.iter().map(|o| o.side.as_str()).collect();
+    assert_eq!(sides, ["buy", "buy", "sell"]);
+    assert!(orders.iter().all(|o| o.deal_id == deal_id));
+    // Isolation, and a fill for a bot that is gone.
+    assert!(s.list_deals(user(), bot.id).await?.is_empty());
+    assert!(s.list_bot_orders(user(), bot.id).await?.is_empty());
+    let mut ghost = fill(&bot, "trigger-9", open_deal(2));
+    ghost.bot_id = Uuid::new_v4();
+    assert_eq!(
+        s.record_bot_fill(&ghost, at(40)).await?,
+        alert_store::FillRecorded::NoBot
+    );
+    Ok(())
+}
+
+async fn deleting_a_bot_removes_its_alerts_deals_and_orders(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let a = user();
+    let bot = s.create_bot(a, &new_bot(&ROLES), at(0)).await?;
+    let mine = create(s, a, "not the bot's", "BTCUSDT").await;
+    s.record_bot_fill(&fill(&bot, "t-1", open_deal(1)), at(10))
+        .await?;
+    let ids: HashSet<Uuid> = s
+        .bot_alerts(a, bot.id)
+        .await?
+        .iter()
+        .map(|r| r.alert.id)
+        .collect();
+    assert!(s.delete_bot(a, bot.id, at(20)).await?);
+    assert_eq!(s.get_bot(a, bot.id).await?, None);
+    assert!(s.bot_alerts(a, bot.id).await?.is_empty());
+    assert!(s.list_deals(a, bot.id).await?.is_empty());
+    assert!(s.list_bot_orders(a, bot.id).await?.is_empty());
+    assert_eq!(s.open_deal(bot.id).await?, None);
+    // Runners learn of the deleted alerts; the user's other alert stays.
+    let changes = s.alert_changes(at(19), StdDuration::ZERO).await?;
+    let deleted: HashSet<Uuid> = changes.deleted.into_iter().collect();
+    assert_eq!(deleted, ids);
+    assert!(s.get_alert(a, mine.id).await?.is_some());
+    Ok(())
+}
