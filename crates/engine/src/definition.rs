@@ -264,6 +264,8 @@ pub struct AlertDefinition {
     pub debounce_bars: u32,
     pub message: Option<Template>,
     pub expires_at: Option<BarTime>,
+    /// Data before this time is not evaluated (on top of the engine's own `active_from`).
+    pub not_before: Option<BarTime>,
     pub actions: Vec<Action>,
 }
 

@@ -164,6 +164,9 @@ impl Engine {
             };
         }
         let symbol = def.symbol;
+        let from = def
+            .not_before
+            .map_or(from, |not_before| from.max(not_before));
         let result = self
             .book(symbol)
             .add_alert(id.clone(), def, state, from.millis());

@@ -29,6 +29,7 @@
 //! | `trigger` (alias `fireMode`) | `once_per_bar` (default) · `once_per_bar_close` · `once`; the seed's `per_bar` / `per_close` are accepted in either key (case-insensitive) |
 //! | `debounce_bars` | an integer 1–10000 (`3.0` is fine); default 1 |
 //! | `message` | a [`Template`]; `{{<condition id>.value}}` must name a condition of this alert; empty = none |
+//! | `not_before` | like `expires_at`: the alert evaluates no data before this time (a DCA bot's entry re-armed after a cooldown) |
 //! | `expires_at` | `null`, an RFC 3339 time (`2025-01-31T00:00:00Z`, or a date `2025-01-31`), or epoch **milliseconds** (an integer ≥ 1e11: smaller values are refused as probably seconds) |
 //!
 //! # Conditions
@@ -415,6 +416,7 @@ const ALERT_KEYS: &[&str] = &[
     "debounce_bars",
     "message",
     "expires_at",
+    "not_before",
 ];
 const GROUP_KEYS: &[&str] = &["id", "logic", "conditionLogic", "conditions"];
 const LEAF_KEYS: &[&str] = &[
@@ -919,6 +921,11 @@ impl Parser {
             None => Some(None),
             Some(f) => self.expires_at(&f).map(Some),
         };
+        let not_before = match o.take(self, &["not_before"]) {
+            None => Some(None),
+            Some(f) if f.value.is_null() => Some(None),
+            Some(f) => self.expires_at(&f).map(Some),
+        };
         o.finish(self, ALERT_KEYS);
 
         if self.errs.len() != errors_before {
@@ -940,6 +947,7 @@ impl Parser {
             debounce_bars: debounce_bars?,
             message: message?,
             expires_at: expires_at?,
+            not_before: not_before?,
             actions: actions?,
         })
     }
@@ -2763,6 +2771,37 @@ mod tests {
                 (s("debounce_bars"), s("an integer from 1 to 10000"))
             );
         }
+    }
+
+    #[test]
+    fn not_before_forms() {
+        let base = alert(json!([price_gt()]));
+        let t = Some(BarTime::from_millis(1_738_281_600_000));
+        assert_eq!(
+            ok(&with(
+                base.clone(),
+                "not_before",
+                json!("2025-01-31T00:00:00Z")
+            ))
+            .not_before,
+            t
+        );
+        assert_eq!(
+            ok(&with(
+                base.clone(),
+                "not_before",
+                json!(1_738_281_600_000_i64)
+            ))
+            .not_before,
+            t
+        );
+        assert_eq!(
+            ok(&with(base.clone(), "not_before", Value::Null)).not_before,
+            None
+        );
+        assert_eq!(ok(&base).not_before, None);
+        let e = parse_alert(&with(base, "not_before", json!("soon"))).unwrap_err();
+        assert!(e.has_path("not_before"), "{e:?}");
     }
 
     #[test]

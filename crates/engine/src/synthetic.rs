@@ -220,6 +220,7 @@ pub fn alert(
         debounce_bars: 1,
         message: None,
         expires_at: None,
+        not_before: None,
         actions: vec![Action::Notify { title: None }],
     };
     Some((AlertId::new(&format!("a{n}")).ok()?, Arc::new(def)))

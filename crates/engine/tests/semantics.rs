@@ -568,3 +568,31 @@ fn an_alert_does_not_evaluate_data_it_predates() {
         "spent"
     );
 }
+
+#[test]
+fn not_before_holds_an_alert_until_its_time_whichever_way_it_is_added() {
+    let m1 = Timeframe::M1;
+    let mut def = alert(
+        m1,
+        TriggerMode::OncePerBar,
+        1,
+        vec![leaf("c", m1, close(m1), Test::Greater(Bound::Value(0.0)))],
+    );
+    def.not_before = Some(BarTime::from_millis(T0 + 5 * MIN));
+    let def = std::sync::Arc::new(def);
+    // Plain upsert (a backtest), and an earlier active_from (a live runner): not_before wins.
+    for from in [None, Some(BarTime::from_millis(T0 + 2 * MIN))] {
+        let mut e = engine();
+        let added = match from {
+            None => e.upsert(id("x"), def.clone()),
+            Some(from) => e.upsert_active_from(id("x"), def.clone(), from),
+        };
+        assert!(added.is_ok());
+        let fired: Vec<usize> = (0..8)
+            .filter(|m| !feed(&mut e, bar(T0 + m * MIN, 1.0), true).is_empty())
+            .map(|m| m as usize)
+            .collect();
+        // The bar closing at 00:05 (opened 00:04) is the first evaluated.
+        assert_eq!(fired, [4, 5, 6, 7], "{from:?}");
+    }
+}

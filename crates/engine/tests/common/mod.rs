@@ -72,6 +72,7 @@ pub fn alert(
         debounce_bars: debounce,
         message: None,
         expires_at: None,
+        not_before: None,
         actions: vec![Action::Notify { title: None }],
     }
 }
