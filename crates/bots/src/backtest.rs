@@ -114,7 +114,14 @@ impl BotBacktest {
         threshold: Option<f64>,
         from: BarTime,
     ) -> Result<(), BacktestError> {
-        let json = compile::alert(&self.bot_id, &self.def, role, threshold.unwrap_or(0.0));
+        let not_before = (from.millis() > i64::MIN).then_some(from);
+        let json = compile::alert(
+            &self.bot_id,
+            &self.def,
+            role,
+            threshold.unwrap_or(0.0),
+            not_before,
+        );
         let mut def =
             alert_engine::parse::parse_alert(&json).map_err(|e| BacktestError::Alert {
                 role,

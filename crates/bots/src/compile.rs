@@ -18,12 +18,20 @@ pub fn alerts(bot_id: &str, def: &BotDefinition) -> Vec<(Role, Value)> {
     }
     roles
         .into_iter()
-        .map(|role| (role, alert(bot_id, def, role, 0.0)))
+        .map(|role| (role, alert(bot_id, def, role, 0.0, None)))
         .collect()
 }
 
-/// The alert JSON of one role, with `threshold` for the price-level ones.
-pub fn alert(bot_id: &str, def: &BotDefinition, role: Role, threshold: f64) -> Value {
+/// The alert JSON of one role, with `threshold` for the price-level ones, evaluating no data
+/// before `not_before` (when a deal armed it: so a re-armed alert never looks like the spent
+/// one it replaces, and an entry waits out its cooldown).
+pub fn alert(
+    bot_id: &str,
+    def: &BotDefinition,
+    role: Role,
+    threshold: f64,
+    not_before: Option<alert_core::BarTime>,
+) -> Value {
     let action = |action_type: &str| json!({"type": "bot_trigger", "bot_id": bot_id, "action_type": action_type});
     let price = |operator: &str| json!([{"id": "price", "type": "price", "operator": operator, "compareValue": threshold}]);
     let base = |name: String, conditions: Value, trigger: &str, action: Value| {
@@ -33,7 +41,7 @@ pub fn alert(bot_id: &str, def: &BotDefinition, role: Role, threshold: f64) -> V
             "message": "{{symbol}} at {{close}}",
         })
     };
-    match role {
+    let mut alert = match role {
         Role::Entry => {
             let mut a = base(
                 format!("{}: entry", def.name),
@@ -66,7 +74,11 @@ pub fn alert(bot_id: &str, def: &BotDefinition, role: Role, threshold: f64) -> V
             "once_per_bar",
             action("stop_loss"),
         ),
+    };
+    if let Some(t) = not_before {
+        alert["not_before"] = json!(t.millis());
     }
+    alert
 }
 
 /// The role of a bot alert, from its action.

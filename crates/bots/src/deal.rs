@@ -20,6 +20,19 @@ pub enum Role {
     StopLoss,
 }
 
+impl Role {
+    /// The role's key in the store (`alerts.bot_role`, `bot_orders.role`): `entry`, `so<n>`,
+    /// `tp`, `sl`.
+    pub fn key(self) -> String {
+        match self {
+            Self::Entry => "entry".into(),
+            Self::SafetyOrder(n) => format!("so{n}"),
+            Self::TakeProfit => "tp".into(),
+            Self::StopLoss => "sl".into(),
+        }
+    }
+}
+
 /// What a bot's alert must become.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 #[serde(tag = "change", rename_all = "snake_case")]

@@ -13,6 +13,7 @@ pub mod compile;
 pub mod deal;
 pub mod definition;
 pub mod executor;
+pub mod live;
 
 pub use backtest::{BotBacktest, Summary};
 pub use deal::{AlertChange, BotState, BotTrigger, Deal, OrderRecord, Outcome, Role};

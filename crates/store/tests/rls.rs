@@ -120,6 +120,7 @@ async fn seed_bot(store: &Store, user: Uuid) -> (Uuid, Uuid) {
         .create_bot(
             user,
             &alert_store::NewBot {
+                id: Uuid::new_v4(),
                 name: "dca".into(),
                 pair: alert_core::Symbol::new("SOLUSDT").unwrap(),
                 timeframe: alert_core::Timeframe::H1,

@@ -2501,6 +2501,7 @@ store_test!(
 
 fn new_bot(alerts: &[(&str, AlertStatus)]) -> alert_store::NewBot {
     alert_store::NewBot {
+        id: Uuid::new_v4(),
         name: "dca".into(),
         pair: alert_core::Symbol::new("BTCUSDT").unwrap(),
         timeframe: alert_core::Timeframe::H1,

@@ -93,7 +93,11 @@ async fn dispatch(args: &DispatchCommandArgs) -> anyhow::Result<()> {
     .with_context(|| format!("opening {}", args.database.database_url))?;
     args.dispatch.log(&config);
     // Bot actions stay queued for a process with a bot handler (the bots module).
-    let dispatcher = Dispatcher::new(store.clone(), config, None)?;
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        config,
+        Some(crate::commands::bot_handler(&store)),
+    )?;
     let cancel = CancellationToken::new();
     on_shutdown_signal(cancel.clone());
     let app = Router::new().route("/healthz", get(healthz)).route(

@@ -36,6 +36,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The dispatcher's bot handler: DCA bots stored with the store, paper execution.
+pub(crate) fn bot_handler(
+    store: &alert_store::Store,
+) -> std::sync::Arc<dyn alert_dispatch::BotHandler> {
+    alert_bots::live::StoreBots::new(store.clone())
+}
+
 /// Whether an error is stdout having been closed by the reader.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {

@@ -228,7 +228,11 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
     let dispatcher = if http && !args.no_dispatch {
         let config = args.dispatch.config()?;
         args.dispatch.log(&config);
-        Some(Dispatcher::new(store.clone(), config, None)?)
+        Some(Dispatcher::new(
+            store.clone(),
+            config,
+            Some(crate::commands::bot_handler(&store)),
+        )?)
     } else {
         None
     };

@@ -40,6 +40,8 @@ impl BotStatus {
 /// A bot to create, with all its alerts (created in the same transaction).
 #[derive(Clone, Debug)]
 pub struct NewBot {
+    /// Chosen by the caller: the bot's alerts name it in their actions.
+    pub id: Uuid,
     pub name: String,
     pub pair: Symbol,
     pub timeframe: Timeframe,

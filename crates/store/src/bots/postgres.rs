@@ -78,8 +78,8 @@ pub async fn create_bot(
 ) -> Result<BotRow, StoreError> {
     let mut tx = as_user(pool, user).await?;
     let row = sqlx::query(
-        "INSERT INTO bots (user_id, name, pair, timeframe, definition, status, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 'active', $6, $6) RETURNING *",
+        "INSERT INTO bots (id, user_id, name, pair, timeframe, definition, status, created_at, updated_at) \
+         VALUES ($7, $1, $2, $3, $4, $5, 'active', $6, $6) RETURNING *",
     )
     .bind(user)
     .bind(&bot.name)
@@ -87,6 +87,7 @@ pub async fn create_bot(
     .bind(bot.timeframe.as_str())
     .bind(&bot.definition)
     .bind(now)
+    .bind(bot.id)
     .fetch_one(&mut *tx)
     .await?;
     let created = bot_row(&row)?;

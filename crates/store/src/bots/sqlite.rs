@@ -73,7 +73,7 @@ pub async fn create_bot(
     now: DateTime<Utc>,
 ) -> Result<BotRow, StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let id = Uuid::new_v4();
+    let id = bot.id;
     let row = sqlx::query(
         "INSERT INTO bots (id, user_id, name, pair, timeframe, definition, status, created_at, updated_at) \
          VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?) RETURNING *",
