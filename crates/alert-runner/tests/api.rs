@@ -913,3 +913,136 @@ async fn cors_allows_only_the_configured_origins() {
     let none = preflight(plain.base.clone(), APP).await;
     assert_eq!(allowed(&none), None, "no CORS unless configured");
 }
+
+// ---- DCA bots over HTTP -------------------------------------------------------------------
+
+async fn bots_over_http(postgres: bool) {
+    let s = serve(postgres, &["--dispatch-poll-ms", "100"]).await;
+    let c = Client {
+        http: reqwest::Client::new(),
+        base: s.base.clone(),
+    };
+    let (alice, bob) = (token(Uuid::new_v4()), token(Uuid::new_v4()));
+    let bot_json = json!({
+        "name": "dip buyer", "pair": "BTCUSDT", "timeframe": "1m",
+        "entry_conditions": [{"type": "price", "operator": "<=", "compareValue": 100}],
+        "base_order": 100, "safety_order": 50, "max_safety_orders": 2,
+        "price_deviation_pct": 2, "take_profit_pct": 1, "quantity_step": 0.00001
+    });
+    // Every bad field named.
+    let mut bad = bot_json.clone();
+    bad["take_profit_pct"] = json!(-1);
+    bad["entry_conditions"][0]["operator"] = json!("approximately");
+    let (status, e) = c
+        .call(Method::POST, "/v1/bots", Some(&alice), Some(bad))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{e}");
+    let paths: Vec<&str> = e["error"]["errors"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x["path"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(paths.contains(&"take_profit_pct"), "{e}");
+    assert!(
+        paths.iter().any(|p| p.starts_with("entry_conditions[0]")),
+        "{e}"
+    );
+
+    let (status, bot) = c
+        .call(Method::POST, "/v1/bots", Some(&alice), Some(bot_json))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{bot}");
+    let id = bot["id"].as_str().unwrap_or_default().to_owned();
+    let one = format!("/v1/bots/{id}");
+    let (_, list) = c.call(Method::GET, "/v1/bots", Some(&alice), None).await;
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+    // Its alerts are the user's alerts too: the entry active, the rest paused.
+    let (_, alerts) = c.call(Method::GET, "/v1/alerts", Some(&alice), None).await;
+    let statuses: Vec<&str> = alerts["items"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x["status"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "active").count(),
+        1,
+        "{alerts}"
+    );
+    assert_eq!(statuses.len(), 4, "entry, two safety orders, take profit");
+
+    // Bob sees none of it.
+    for (method, path) in [
+        (Method::GET, one.clone()),
+        (Method::DELETE, one.clone()),
+        (Method::POST, format!("{one}/pause")),
+        (Method::POST, format!("{one}/resume")),
+        (Method::GET, format!("{one}/deals")),
+        (Method::GET, format!("{one}/orders")),
+    ] {
+        let (status, _) = c.call(method.clone(), &path, Some(&bob), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}");
+    }
+    let (_, theirs) = c.call(Method::GET, "/v1/bots", Some(&bob), None).await;
+    assert_eq!(theirs, json!([]));
+
+    // The entry fires on a pushed candle; the order and the open deal show up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    push_candle(&c, 99.0).await;
+    let orders = eventually(&c, &format!("{one}/orders"), &alice, |b| {
+        b.as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await;
+    assert_eq!(orders[0]["role"], "entry");
+    assert_eq!(orders[0]["price"], 99.0);
+    let (status, view) = c.call(Method::GET, &one, Some(&alice), None).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["open_deal"]["number"], 1, "{view}");
+    assert_eq!(view["last_price"], 99.0, "{view}");
+    let unrealized = view["unrealized_pnl"].as_f64().unwrap_or(f64::NAN);
+    assert!(unrealized < 0.0 && unrealized > -1.0, "fees only: {view}");
+    let (_, deals) = c
+        .call(Method::GET, &format!("{one}/deals"), Some(&alice), None)
+        .await;
+    assert_eq!(deals[0]["status"], "open", "{deals}");
+
+    // Pause: every alert paused; resume: the open deal's safety orders and take profit.
+    let (status, paused) = c
+        .call(Method::POST, &format!("{one}/pause"), Some(&alice), None)
+        .await;
+    assert_eq!(
+        (status, paused["status"].clone()),
+        (StatusCode::OK, json!("paused"))
+    );
+    let (_, alerts) = c
+        .call(Method::GET, "/v1/alerts?status=active", Some(&alice), None)
+        .await;
+    assert_eq!(alerts["items"], json!([]));
+    let (_, resumed) = c
+        .call(Method::POST, &format!("{one}/resume"), Some(&alice), None)
+        .await;
+    assert_eq!(resumed["status"], "active");
+    let (_, alerts) = c
+        .call(Method::GET, "/v1/alerts?status=active", Some(&alice), None)
+        .await;
+    assert_eq!(
+        alerts["items"].as_array().map(Vec::len),
+        Some(3),
+        "{alerts}"
+    );
+
+    // Delete: the bot and its alerts are gone.
+    let (status, _) = c.call(Method::DELETE, &one, Some(&alice), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = c.call(Method::GET, &one, Some(&alice), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, alerts) = c.call(Method::GET, "/v1/alerts", Some(&alice), None).await;
+    assert_eq!(alerts["items"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bots_over_http_sqlite() {
+    bots_over_http(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bots_over_http_postgres() {
+    bots_over_http(true).await;
+}

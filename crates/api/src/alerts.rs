@@ -143,7 +143,7 @@ pub struct Secret {
 
 // ---- helpers -----------------------------------------------------------------------------
 
-fn validation(e: ValidationErrors) -> ApiError {
+pub(crate) fn validation(e: ValidationErrors) -> ApiError {
     ApiError::fields(
         e.errors()
             .iter()

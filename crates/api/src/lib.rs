@@ -38,6 +38,7 @@ pub struct ApiState {
     pub ingest: Option<alert_marketdata::IngestHandle>,
 }
 
+pub mod bots;
 pub mod events;
 pub mod ingest;
 pub mod market;
@@ -80,6 +81,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(market::Doc::openapi());
     doc.merge(events::Doc::openapi());
     doc.merge(ingest::Doc::openapi());
+    doc.merge(bots::Doc::openapi());
     doc
 }
 
@@ -91,6 +93,7 @@ pub fn router(state: ApiState, http: &HttpConfig) -> axum::Router {
         .merge(alerts::routes())
         .merge(market::routes())
         .merge(events::routes())
+        .merge(bots::routes())
         .route(
             "/openapi.json",
             get(move || std::future::ready(axum::Json(doc.clone()))),
@@ -136,6 +139,7 @@ mod tests {
             include_str!("alerts.rs"),
             include_str!("market.rs"),
             include_str!("events.rs"),
+            include_str!("bots.rs"),
         ];
         let mut checked = 0;
         for source in sources {
