@@ -923,7 +923,7 @@ async fn bots_over_http(postgres: bool) {
         base: s.base.clone(),
     };
     let (alice, bob) = (token(Uuid::new_v4()), token(Uuid::new_v4()));
-    let bot_json = json!({
+    let bot_json: Value = json!({
         "name": "dip buyer", "pair": "BTCUSDT", "timeframe": "1m",
         "entry_conditions": [{"type": "price", "operator": "<=", "compareValue": 100}],
         "base_order": 100, "safety_order": 50, "max_safety_orders": 2,
@@ -948,11 +948,30 @@ async fn bots_over_http(postgres: bool) {
     );
 
     let (status, bot) = c
-        .call(Method::POST, "/v1/bots", Some(&alice), Some(bot_json))
+        .call(
+            Method::POST,
+            "/v1/bots",
+            Some(&alice),
+            Some(bot_json.clone()),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{bot}");
     let id = bot["id"].as_str().unwrap_or_default().to_owned();
     let one = format!("/v1/bots/{id}");
+    // Changed before any deal: the bot and its alerts are rebuilt.
+    let mut changed = bot_json.clone();
+    changed["name"] = json!("dip buyer, 2 %");
+    changed["take_profit_pct"] = json!(2);
+    let (status, replaced) = c
+        .call(Method::PUT, &one, Some(&alice), Some(changed.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{replaced}");
+    assert_eq!(replaced["definition"]["take_profit_pct"], 2.0);
+    assert_eq!(replaced["name"], "dip buyer, 2 %");
+    let (status, _) = c
+        .call(Method::PUT, &one, Some(&bob), Some(changed.clone()))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "not Bob's");
     let (_, list) = c.call(Method::GET, "/v1/bots", Some(&alice), None).await;
     assert_eq!(list.as_array().map(Vec::len), Some(1));
     // Its alerts are the user's alerts too: the entry active, the rest paused.
@@ -1002,6 +1021,12 @@ async fn bots_over_http(postgres: bool) {
         .call(Method::GET, &format!("{one}/deals"), Some(&alice), None)
         .await;
     assert_eq!(deals[0]["status"], "open", "{deals}");
+    // With a deal open, the bot cannot be changed.
+    let (status, e) = c.call(Method::PUT, &one, Some(&alice), Some(changed)).await;
+    assert_eq!(
+        (status, e["error"]["code"].clone()),
+        (StatusCode::CONFLICT, json!("conflict"))
+    );
 
     // Pause: every alert paused; resume: the open deal's safety orders and take profit.
     let (status, paused) = c

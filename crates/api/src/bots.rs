@@ -21,7 +21,10 @@ use crate::{ApiState, User};
 pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/v1/bots", post(create_bot).get(list_bots))
-        .route("/v1/bots/{id}", get(get_bot).delete(delete_bot))
+        .route(
+            "/v1/bots/{id}",
+            get(get_bot).put(replace_bot).delete(delete_bot),
+        )
         .route("/v1/bots/{id}/pause", post(pause_bot))
         .route("/v1/bots/{id}/resume", post(resume_bot))
         .route("/v1/bots/{id}/deals", get(list_deals))
@@ -128,6 +131,25 @@ async fn last_price(state: &ApiState, bot: &BotRow) -> Option<f64> {
     let tf: alert_core::Timeframe = bot.timeframe.parse().ok()?;
     let bars = market.candles(symbol, tf, 1).await.ok()?;
     bars.last().map(|b| b.candle.close)
+}
+
+/// Replaces a bot's settings (the whole bot JSON) and rebuilds its alerts, while no deal is
+/// open (409 `conflict` otherwise: pause it and let the deal close first).
+#[utoipa::path(put, path = "/v1/bots/{id}", tag = "bots", params(("id" = Uuid, Path)),
+    request_body(content = Object, description = "The bot JSON"),
+    responses((status = 200, body = BotRow), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "a deal is open, or a limit on active alerts")),
+    security(("bearer" = [])))]
+pub async fn replace_bot(
+    User(user): User,
+    State(state): State<ApiState>,
+    Path(id): Path<Uuid>,
+    JsonBody(json): JsonBody,
+) -> ApiResult<Json<BotRow>> {
+    let def = parse_bot(&json).map_err(validation)?;
+    let bot = alert_bots::live::new_bot(&def, id);
+    let row = state.store.replace_bot(user, &bot, Utc::now()).await?;
+    row.map(Json).ok_or_else(|| ApiError::not_found("bot"))
 }
 
 /// Deletes a bot with its alerts, deals and orders.

@@ -34,6 +34,7 @@ pub struct ErrorBody {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Machine-readable: `validation_failed`, `unauthorized`, `not_found`, `limit_exceeded`,
+    /// `conflict`,
     /// `payload_too_large`, `rate_limited`, `unavailable`, `internal`.
     pub code: String,
     pub message: String,
@@ -131,6 +132,9 @@ impl From<alert_store::StoreError> for ApiError {
     fn from(e: alert_store::StoreError) -> Self {
         match e {
             alert_store::StoreError::Limit(message) => Self::conflict(message),
+            alert_store::StoreError::Conflict(message) => {
+                Self::new(StatusCode::CONFLICT, "conflict", message)
+            }
             other => Self::internal(other),
         }
     }

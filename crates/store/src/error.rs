@@ -10,6 +10,10 @@ pub enum StoreError {
     /// A limit on active alerts would be exceeded; nothing was written.
     #[error("limit reached: {0}")]
     Limit(String),
+    /// The change conflicts with the resource's state (a bot with an open deal); nothing was
+    /// written.
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// A stored value could not be read back.
     #[error("corrupt row: {0}")]
     Corrupt(String),

@@ -610,6 +610,22 @@ impl Store {
         }
     }
 
+    /// Replaces a bot (`bot.id`) and all its alerts in one transaction, unless it has an open
+    /// deal ([`StoreError::Conflict`]); `None` if it is not `user`'s.
+    pub async fn replace_bot(
+        &self,
+        user: Uuid,
+        bot: &NewBot,
+        now: DateTime<Utc>,
+    ) -> Result<Option<BotRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => bots::sqlite::replace_bot(p, self.limits, user, bot, now).await,
+            Backend::Postgres(p) => {
+                bots::postgres::replace_bot(p, self.limits, user, bot, now).await
+            }
+        }
+    }
+
     /// The bot, if it exists and is `user`'s.
     pub async fn get_bot(&self, user: Uuid, id: Uuid) -> Result<Option<BotRow>, StoreError> {
         match &self.backend {

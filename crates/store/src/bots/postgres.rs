@@ -91,10 +91,22 @@ pub async fn create_bot(
     .fetch_one(&mut *tx)
     .await?;
     let created = bot_row(&row)?;
+    insert_alerts(&mut tx, limits, user, bot, now).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+async fn insert_alerts(
+    tx: &mut sqlx::PgConnection,
+    limits: Limits,
+    user: Uuid,
+    bot: &NewBot,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     for a in &bot.alerts {
         let alert = &*a.alert.without_nul();
         if alert.status == AlertStatus::Active {
-            check_limits(&mut tx, limits, user, alert.symbol.as_str(), None).await?;
+            check_limits(&mut *tx, limits, user, alert.symbol.as_str(), None).await?;
         }
         sqlx::query(
             "INSERT INTO alerts (user_id, name, symbol, base_timeframe, definition, status, created_at, updated_at, bot_id, bot_role) \
@@ -107,13 +119,12 @@ pub async fn create_bot(
         .bind(&alert.definition)
         .bind(alert.status.as_str())
         .bind(now)
-        .bind(created.id)
+        .bind(bot.id)
         .bind(&a.role)
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await?;
-    Ok(created)
+    Ok(())
 }
 
 pub async fn get_bot(pool: &PgPool, user: Uuid, id: Uuid) -> Result<Option<BotRow>, StoreError> {
@@ -373,4 +384,56 @@ pub async fn list_bot_orders(
     .await?;
     tx.commit().await?;
     rows.iter().map(order_row).collect()
+}
+
+/// Replaces the bot's definition and all its alerts, unless a deal is open (`Err(Conflict)`);
+/// `None` if the bot is not the user's.
+pub async fn replace_bot(
+    pool: &PgPool,
+    limits: Limits,
+    user: Uuid,
+    bot: &NewBot,
+    now: DateTime<Utc>,
+) -> Result<Option<BotRow>, StoreError> {
+    let mut tx = as_user(pool, user).await?;
+    let row = sqlx::query(
+        "UPDATE bots SET name = $1, pair = $2, timeframe = $3, definition = $4, updated_at = $5 \
+         WHERE id = $6 AND user_id = $7 RETURNING *",
+    )
+    .bind(&bot.name)
+    .bind(bot.pair.as_str())
+    .bind(bot.timeframe.as_str())
+    .bind(&bot.definition)
+    .bind(now)
+    .bind(bot.id)
+    .bind(user)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let open: Option<Uuid> =
+        sqlx::query_scalar("SELECT id FROM bot_deals WHERE bot_id = $1 AND status = 'open'")
+            .bind(bot.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if open.is_some() {
+        return Err(StoreError::Conflict(
+            "the bot has an open deal: close it (or let it close) before changing the bot".into(),
+        ));
+    }
+    let gone: Vec<Uuid> =
+        sqlx::query_scalar("DELETE FROM alerts WHERE bot_id = $1 AND user_id = $2 RETURNING id")
+            .bind(bot.id)
+            .bind(user)
+            .fetch_all(&mut *tx)
+            .await?;
+    sqlx::query("UPDATE alert_tombstones SET deleted_at = $1 WHERE alert_id = ANY($2)")
+        .bind(now)
+        .bind(&gone)
+        .execute(&mut *tx)
+        .await?;
+    insert_alerts(&mut tx, limits, user, bot, now).await?;
+    tx.commit().await?;
+    bot_row(&row).map(Some)
 }

@@ -89,10 +89,22 @@ pub async fn create_bot(
     .fetch_one(&mut *tx)
     .await?;
     let created = bot_row(&row)?;
+    insert_alerts(&mut tx, limits, user, bot, now).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+async fn insert_alerts(
+    tx: &mut sqlx::SqliteConnection,
+    limits: Limits,
+    user: Uuid,
+    bot: &NewBot,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     for a in &bot.alerts {
         let alert = &*a.alert.without_nul();
         if alert.status == AlertStatus::Active {
-            check_limits(&mut tx, limits, user, alert.symbol.as_str(), None).await?;
+            check_limits(&mut *tx, limits, user, alert.symbol.as_str(), None).await?;
         }
         sqlx::query(
             "INSERT INTO alerts (id, user_id, name, symbol, base_timeframe, definition, status, created_at, updated_at, bot_id, bot_role) \
@@ -107,13 +119,12 @@ pub async fn create_bot(
         .bind(alert.status.as_str())
         .bind(ms(now))
         .bind(ms(now))
-        .bind(id.to_string())
+        .bind(bot.id.to_string())
         .bind(&a.role)
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await?;
-    Ok(created)
+    Ok(())
 }
 
 pub async fn get_bot(
@@ -366,4 +377,58 @@ pub async fn list_bot_orders(
     .fetch_all(pool)
     .await?;
     rows.iter().map(order_row).collect()
+}
+
+/// Replaces the bot's definition and all its alerts, unless a deal is open (`Err(Conflict)`);
+/// `None` if the bot is not the user's.
+pub async fn replace_bot(
+    pool: &SqlitePool,
+    limits: Limits,
+    user: Uuid,
+    bot: &NewBot,
+    now: DateTime<Utc>,
+) -> Result<Option<BotRow>, StoreError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let row = sqlx::query(
+        "UPDATE bots SET name = ?, pair = ?, timeframe = ?, definition = ?, updated_at = ? \
+         WHERE id = ? AND user_id = ? RETURNING *",
+    )
+    .bind(&bot.name)
+    .bind(bot.pair.as_str())
+    .bind(bot.timeframe.as_str())
+    .bind(bot.definition.to_string())
+    .bind(ms(now))
+    .bind(bot.id.to_string())
+    .bind(user.to_string())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let open: Option<String> =
+        sqlx::query_scalar("SELECT id FROM bot_deals WHERE bot_id = ? AND status = 'open'")
+            .bind(bot.id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+    if open.is_some() {
+        return Err(StoreError::Conflict(
+            "the bot has an open deal: close it (or let it close) before changing the bot".into(),
+        ));
+    }
+    let gone: Vec<String> =
+        sqlx::query_scalar("DELETE FROM alerts WHERE bot_id = ? AND user_id = ? RETURNING id")
+            .bind(bot.id.to_string())
+            .bind(user.to_string())
+            .fetch_all(&mut *tx)
+            .await?;
+    for alert in &gone {
+        sqlx::query("UPDATE alert_tombstones SET deleted_at = ? WHERE alert_id = ?")
+            .bind(ms(now))
+            .bind(alert)
+            .execute(&mut *tx)
+            .await?;
+    }
+    insert_alerts(&mut tx, limits, user, bot, now).await?;
+    tx.commit().await?;
+    bot_row(&row).map(Some)
 }
