@@ -37,6 +37,7 @@ pub fn routes() -> Router<ApiState> {
         create_bot,
         list_bots,
         get_bot,
+        replace_bot,
         delete_bot,
         pause_bot,
         resume_bot,
