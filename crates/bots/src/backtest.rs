@@ -57,8 +57,9 @@ pub struct BotBacktest {
     state: BotState,
     executor: PaperExecutor,
     ids: HashMap<Role, AlertId>,
-    roles: HashMap<AlertId, Role>,
     summary: Summary,
+    /// Realised P&L so far: equity is tracked at every candle without summing the deals.
+    realized: f64,
     peak_equity: f64,
     first_time: Option<BarTime>,
     last_time: Option<BarTime>,
@@ -76,12 +77,10 @@ impl BotBacktest {
         feed: alert_core::Timeframe,
     ) -> Result<Self, BacktestError> {
         let mut ids = HashMap::new();
-        let mut roles = HashMap::new();
-        for (role, _) in compile::alerts(bot_id, &def) {
-            let id = AlertId::new(&alert_name(bot_id, role))
+        for role in compile::roles(&def) {
+            let id = AlertId::new(&format!("bot.{bot_id}.{}", role.key()))
                 .map_err(|error| BacktestError::Alert { role, error })?;
-            ids.insert(role, id.clone());
-            roles.insert(id, role);
+            ids.insert(role, id);
         }
         let executor = PaperExecutor::new(def.fee_pct, def.quantity_step);
         let mut bt = Self {
@@ -94,8 +93,8 @@ impl BotBacktest {
             state: BotState::default(),
             executor,
             ids,
-            roles,
             summary: Summary::default(),
+            realized: 0.0,
             peak_equity: 0.0,
             first_time: None,
             last_time: None,
@@ -104,17 +103,17 @@ impl BotBacktest {
             events: Vec::new(),
             feed,
         };
-        bt.activate(Role::Entry, None, BarTime::from_millis(i64::MIN))?;
+        bt.activate(Role::Entry, None, None)?;
         Ok(bt)
     }
 
+    /// Arms `role`'s alert; the engine honours its `not_before`, as a live runner's does.
     fn activate(
         &mut self,
         role: Role,
         threshold: Option<f64>,
-        from: BarTime,
+        not_before: Option<BarTime>,
     ) -> Result<(), BacktestError> {
-        let not_before = (from.millis() > i64::MIN).then_some(from);
         let json = compile::alert(
             &self.bot_id,
             &self.def,
@@ -134,7 +133,7 @@ impl BotBacktest {
             });
         };
         def.id = Some(id.clone());
-        self.engine.upsert_active_from(id, Arc::new(def), from)?;
+        self.engine.upsert(id, Arc::new(def))?;
         Ok(())
     }
 
@@ -152,7 +151,7 @@ impl BotBacktest {
             },
             &mut self.events,
         )?;
-        let end = candle.open_time.plus_millis(self.engine_feed_ms());
+        let end = candle.open_time.plus_millis(self.feed.duration_ms());
         self.first_time.get_or_insert(candle.open_time);
         self.last_time = Some(end);
         self.last_close = candle.close;
@@ -161,7 +160,7 @@ impl BotBacktest {
         let events = std::mem::take(&mut self.events);
         for event in &events {
             let Event::Triggered(t) = event else { continue };
-            let Some(role) = self.roles.get(&t.alert_id).copied() else {
+            let Some(role) = t.definition.actions.first().and_then(compile::role_of) else {
                 continue;
             };
             let Some(bar) = t.bar else { continue };
@@ -191,11 +190,12 @@ impl BotBacktest {
                                 threshold,
                                 from,
                             } => {
-                                self.activate(role, threshold, from)?;
+                                self.activate(role, threshold, Some(from))?;
                             }
                         }
                     }
                     self.summary.fees += order.fee;
+                    self.realized += order.realized_pnl.unwrap_or(0.0);
                     self.summary.orders += 1;
                     if let Some(d) = &self.state.deal {
                         self.summary.max_capital_committed =
@@ -221,18 +221,13 @@ impl BotBacktest {
         Ok(orders)
     }
 
-    fn engine_feed_ms(&self) -> i64 {
-        self.feed.duration_ms()
-    }
-
     fn track_equity(&mut self, close: f64) {
-        let realized: f64 = self.state.closed.iter().map(|c| c.realized_pnl).sum();
         let unrealized = self
             .state
             .deal
             .as_ref()
             .map_or(0.0, |d| d.unrealized_pnl(close, self.def.fee_pct));
-        let equity = realized + unrealized;
+        let equity = self.realized + unrealized;
         self.peak_equity = self.peak_equity.max(equity);
         self.summary.max_drawdown = self.summary.max_drawdown.max(self.peak_equity - equity);
     }
@@ -254,7 +249,7 @@ impl BotBacktest {
         s.deals_closed = closed.len();
         s.take_profits = closed.iter().filter(|c| c.exit == Role::TakeProfit).count();
         s.stop_losses = closed.iter().filter(|c| c.exit == Role::StopLoss).count();
-        s.realized_pnl = closed.iter().map(|c| c.realized_pnl).sum();
+        s.realized_pnl = self.realized;
         s.win_rate = if closed.is_empty() {
             0.0
         } else {
@@ -273,15 +268,5 @@ impl BotBacktest {
             .as_ref()
             .map(|d| d.unrealized_pnl(self.last_close, self.def.fee_pct));
         s
-    }
-}
-
-/// The id of a bot's alert in a backtest: `bot.<id>.<role>`.
-fn alert_name(bot_id: &str, role: Role) -> String {
-    match role {
-        Role::Entry => format!("bot.{bot_id}.entry"),
-        Role::SafetyOrder(n) => format!("bot.{bot_id}.so{n}"),
-        Role::TakeProfit => format!("bot.{bot_id}.tp"),
-        Role::StopLoss => format!("bot.{bot_id}.sl"),
     }
 }

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use crate::deal::Role;
 use crate::definition::BotDefinition;
 
-/// Every alert a bot has: `(role, alert JSON)`; thresholds are 0 until a deal arms them.
-pub fn alerts(bot_id: &str, def: &BotDefinition) -> Vec<(Role, Value)> {
+/// The roles of a bot's alerts: entry, each safety order, take profit, stop loss if any.
+pub fn roles(def: &BotDefinition) -> Vec<Role> {
     let mut roles = vec![Role::Entry];
     roles.extend((1..=def.max_safety_orders).map(Role::SafetyOrder));
     roles.push(Role::TakeProfit);
@@ -17,6 +17,11 @@ pub fn alerts(bot_id: &str, def: &BotDefinition) -> Vec<(Role, Value)> {
         roles.push(Role::StopLoss);
     }
     roles
+}
+
+/// Every alert a bot has: `(role, alert JSON)`; thresholds are 0 until a deal arms them.
+pub fn alerts(bot_id: &str, def: &BotDefinition) -> Vec<(Role, Value)> {
+    roles(def)
         .into_iter()
         .map(|role| (role, alert(bot_id, def, role, 0.0, None)))
         .collect()
