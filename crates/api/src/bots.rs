@@ -110,10 +110,7 @@ pub async fn get_bot(
     let last_price = last_price(&state, &bot).await;
     let fee_pct = parse_bot(&bot.definition).map_or(0.0, |d| d.fee_pct);
     let unrealized_pnl = match (&open_deal, last_price) {
-        (Some(d), Some(p)) => {
-            let value = d.base_qty * p;
-            Some(value - value * fee_pct / 100.0 - d.cost - d.fees)
-        }
+        (Some(d), Some(p)) => Some(alert_bots::live::deal_of(d.clone()).unrealized_pnl(p, fee_pct)),
         _ => None,
     };
     Ok(Json(BotView {

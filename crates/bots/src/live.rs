@@ -76,7 +76,7 @@ pub async fn set_paused(
     let def = parse_bot(&bot.definition)
         .map_err(|e| BotError::Permanent(format!("stored bot does not parse: {e:?}")))?;
     let state = load_state(store, bot).await?;
-    let roles = every_role(&def);
+    let roles = compile::roles(&def);
     let updates: Vec<BotAlertUpdate> = roles
         .into_iter()
         .map(|role| BotAlertUpdate {
@@ -100,13 +100,6 @@ pub async fn set_paused(
         .map_err(|e| BotError::Retry(e.to_string()))
 }
 
-fn every_role(def: &BotDefinition) -> Vec<Role> {
-    compile::alerts("", def)
-        .into_iter()
-        .map(|(r, _)| r)
-        .collect()
-}
-
 /// The bot's state as the store has it.
 async fn load_state(store: &Store, bot: &BotRow) -> Result<BotState, BotError> {
     let open = store
@@ -120,7 +113,8 @@ async fn load_state(store: &Store, bot: &BotRow) -> Result<BotState, BotError> {
     })
 }
 
-fn deal_of(row: DealRow) -> Deal {
+/// A stored deal as the deal machine holds it.
+pub fn deal_of(row: DealRow) -> Deal {
     Deal {
         number: u32::try_from(row.number).unwrap_or(0),
         opened_at: row.opened_at.timestamp_millis(),
@@ -239,37 +233,27 @@ impl StoreBots {
         let Outcome::Filled { order, changes } = outcome else {
             return Ok(None);
         };
-        let deal = match (&state.deal, before, state.closed.last()) {
-            (Some(d), _, _) => DealWrite {
-                number: i64::from(d.number),
-                open: true,
-                opened_at: time(d.opened_at),
-                closed_at: None,
-                entry_price: d.entry_price,
-                base_qty: d.base_qty,
-                cost: d.cost,
-                fees: d.fees,
-                filled: d.filled.clone(),
-                exit: None,
-                realized_pnl: None,
-            },
-            (None, Some(d), Some(closed)) => DealWrite {
-                number: i64::from(d.number),
-                open: false,
-                opened_at: time(d.opened_at),
-                closed_at: Some(time(closed.closed_at)),
-                entry_price: d.entry_price,
-                base_qty: d.base_qty,
-                cost: d.cost,
-                fees: closed.fees,
-                filled: d.filled,
-                exit: Some(match closed.exit {
-                    Role::StopLoss => "stop_loss".into(),
-                    _ => "take_profit".into(),
-                }),
-                realized_pnl: Some(closed.realized_pnl),
-            },
+        // The deal as it stands after the fill: the open one, or the one this fill closed.
+        let (deal, closed) = match (&state.deal, before, state.closed.last()) {
+            (Some(d), _, _) => (d.clone(), None),
+            (None, Some(d), Some(c)) => (d, Some(c)),
             _ => return Err(BotError::Permanent("a fill without a deal".into())),
+        };
+        let deal = DealWrite {
+            number: i64::from(deal.number),
+            open: closed.is_none(),
+            opened_at: time(deal.opened_at),
+            closed_at: closed.map(|c| time(c.closed_at)),
+            entry_price: deal.entry_price,
+            base_qty: deal.base_qty,
+            cost: deal.cost,
+            fees: closed.map_or(deal.fees, |c| c.fees),
+            filled: deal.filled,
+            exit: closed.map(|c| match c.exit {
+                Role::StopLoss => "stop_loss".into(),
+                _ => "take_profit".into(),
+            }),
+            realized_pnl: closed.map(|c| c.realized_pnl),
         };
         let bot_key = bot_id.to_string();
         let alerts = changes
