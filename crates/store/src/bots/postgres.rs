@@ -183,18 +183,8 @@ pub async fn delete_bot(
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let mut tx = as_user(pool, user).await?;
-    // The alerts first, so their tombstones carry the caller's clock (as delete_alert does).
-    let gone: Vec<Uuid> =
-        sqlx::query_scalar("DELETE FROM alerts WHERE bot_id = $1 AND user_id = $2 RETURNING id")
-            .bind(id)
-            .bind(user)
-            .fetch_all(&mut *tx)
-            .await?;
-    sqlx::query("UPDATE alert_tombstones SET deleted_at = $1 WHERE alert_id = ANY($2)")
-        .bind(now)
-        .bind(&gone)
-        .execute(&mut *tx)
-        .await?;
+    // The alerts first, so their tombstones carry the caller's clock.
+    delete_alerts(&mut tx, user, id, now).await?;
     let done = sqlx::query("DELETE FROM bots WHERE id = $1 AND user_id = $2")
         .bind(id)
         .bind(user)
@@ -422,9 +412,23 @@ pub async fn replace_bot(
             "the bot has an open deal: close it (or let it close) before changing the bot".into(),
         ));
     }
+    delete_alerts(&mut tx, user, bot.id, now).await?;
+    insert_alerts(&mut tx, limits, user, bot, now).await?;
+    tx.commit().await?;
+    bot_row(&row).map(Some)
+}
+
+/// Deletes the bot's alerts; their tombstones carry the caller's clock (as `delete_alert`'s
+/// do: the change feed compares them with `updated_at`).
+async fn delete_alerts(
+    tx: &mut sqlx::PgConnection,
+    user: Uuid,
+    bot: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     let gone: Vec<Uuid> =
         sqlx::query_scalar("DELETE FROM alerts WHERE bot_id = $1 AND user_id = $2 RETURNING id")
-            .bind(bot.id)
+            .bind(bot)
             .bind(user)
             .fetch_all(&mut *tx)
             .await?;
@@ -433,7 +437,5 @@ pub async fn replace_bot(
         .bind(&gone)
         .execute(&mut *tx)
         .await?;
-    insert_alerts(&mut tx, limits, user, bot, now).await?;
-    tx.commit().await?;
-    bot_row(&row).map(Some)
+    Ok(())
 }

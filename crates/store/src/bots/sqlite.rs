@@ -181,19 +181,7 @@ pub async fn delete_bot(
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let gone: Vec<String> =
-        sqlx::query_scalar("DELETE FROM alerts WHERE bot_id = ? AND user_id = ? RETURNING id")
-            .bind(id.to_string())
-            .bind(user.to_string())
-            .fetch_all(&mut *tx)
-            .await?;
-    for alert in &gone {
-        sqlx::query("UPDATE alert_tombstones SET deleted_at = ? WHERE alert_id = ?")
-            .bind(ms(now))
-            .bind(alert)
-            .execute(&mut *tx)
-            .await?;
-    }
+    delete_alerts(&mut tx, user, id, now).await?;
     let done = sqlx::query("DELETE FROM bots WHERE id = ? AND user_id = ?")
         .bind(id.to_string())
         .bind(user.to_string())
@@ -415,9 +403,23 @@ pub async fn replace_bot(
             "the bot has an open deal: close it (or let it close) before changing the bot".into(),
         ));
     }
+    delete_alerts(&mut tx, user, bot.id, now).await?;
+    insert_alerts(&mut tx, limits, user, bot, now).await?;
+    tx.commit().await?;
+    bot_row(&row).map(Some)
+}
+
+/// Deletes the bot's alerts; their tombstones carry the caller's clock (as `delete_alert`'s
+/// do: the change feed compares them with `updated_at`).
+async fn delete_alerts(
+    tx: &mut sqlx::SqliteConnection,
+    user: Uuid,
+    bot: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     let gone: Vec<String> =
         sqlx::query_scalar("DELETE FROM alerts WHERE bot_id = ? AND user_id = ? RETURNING id")
-            .bind(bot.id.to_string())
+            .bind(bot.to_string())
             .bind(user.to_string())
             .fetch_all(&mut *tx)
             .await?;
@@ -428,7 +430,5 @@ pub async fn replace_bot(
             .execute(&mut *tx)
             .await?;
     }
-    insert_alerts(&mut tx, limits, user, bot, now).await?;
-    tx.commit().await?;
-    bot_row(&row).map(Some)
+    Ok(())
 }
