@@ -1,9 +1,10 @@
 //! DCA bots: create (the bot JSON, validated with the alerts' precise errors), list, get (with
-//! the open deal and P&L), delete, pause, resume; a bot's deals and orders. Scoped to the
-//! caller like every user resource.
+//! the open deal and P&L), update, delete, pause, resume, close the open deal now; a bot's
+//! deals and orders. Scoped to the caller like every user resource.
 
-use alert_bots::live::{create_bot as store_create_bot, set_paused};
+use alert_bots::live::{CloseOutcome, ReplaceError, create_bot as store_create_bot, set_paused};
 use alert_bots::parse_bot;
+use alert_core::BarTime;
 use alert_store::{BotOrderRow, BotRow, DealRow};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -27,6 +28,7 @@ pub fn routes() -> Router<ApiState> {
         )
         .route("/v1/bots/{id}/pause", post(pause_bot))
         .route("/v1/bots/{id}/resume", post(resume_bot))
+        .route("/v1/bots/{id}/close", post(close_deal))
         .route("/v1/bots/{id}/deals", get(list_deals))
         .route("/v1/bots/{id}/orders", get(list_orders))
 }
@@ -41,10 +43,11 @@ pub fn routes() -> Router<ApiState> {
         delete_bot,
         pause_bot,
         resume_bot,
+        close_deal,
         list_deals,
         list_orders
     ),
-    components(schemas(BotView, BotRow, DealRow, BotOrderRow))
+    components(schemas(BotView, ClosedView, BotRow, DealRow, BotOrderRow))
 )]
 pub(crate) struct Doc;
 
@@ -107,7 +110,7 @@ pub async fn get_bot(
     let deals = state.store.list_deals(user, id).await?;
     let open_deal = deals.iter().find(|d| d.status == "open").cloned();
     let closed: Vec<&DealRow> = deals.iter().filter(|d| d.status == "closed").collect();
-    let last_price = last_price(&state, &bot).await;
+    let last_price = last_bar(&state, &bot).await.map(|(price, _)| price);
     let fee_pct = parse_bot(&bot.definition).map_or(0.0, |d| d.fee_pct);
     let unrealized_pnl = match (&open_deal, last_price) {
         (Some(d), Some(p)) => Some(alert_bots::live::deal_of(d.clone()).unrealized_pnl(p, fee_pct)),
@@ -123,20 +126,23 @@ pub async fn get_bot(
     }))
 }
 
-async fn last_price(state: &ApiState, bot: &BotRow) -> Option<f64> {
+/// The pair's last price and its bar's open time, as the runner of this process has them.
+async fn last_bar(state: &ApiState, bot: &BotRow) -> Option<(f64, BarTime)> {
     let market = state.market.as_ref()?;
     let symbol = alert_core::Symbol::new(&bot.pair).ok()?;
     let tf: alert_core::Timeframe = bot.timeframe.parse().ok()?;
     let bars = market.candles(symbol, tf, 1).await.ok()?;
-    bars.last().map(|b| b.candle.close)
+    bars.last().map(|b| (b.candle.close, b.candle.open_time))
 }
 
-/// Replaces a bot's settings (the whole bot JSON) and rebuilds its alerts, while no deal is
-/// open (409 `conflict` otherwise: pause it and let the deal close first).
+/// Replaces a bot's settings (the whole bot JSON) and rebuilds its alerts. While a deal is
+/// open only `name`, `entry_conditions`, `trigger`, `take_profit_pct`, `stop_loss_pct` and
+/// `cooldown_bars` may change (409 `conflict` naming the others): the take profit and stop
+/// loss move at once to the new percentages from the deal's average price.
 #[utoipa::path(put, path = "/v1/bots/{id}", tag = "bots", params(("id" = Uuid, Path)),
     request_body(content = Object, description = "The bot JSON"),
     responses((status = 200, body = BotRow), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "a deal is open, or a limit on active alerts")),
+        (status = 409, body = ErrorBody, description = "a deal is open and a field that may not change during a deal differs, or a limit on active alerts")),
     security(("bearer" = [])))]
 pub async fn replace_bot(
     User(user): User,
@@ -145,9 +151,67 @@ pub async fn replace_bot(
     JsonBody(json): JsonBody,
 ) -> ApiResult<Json<BotRow>> {
     let def = parse_bot(&json).map_err(validation)?;
-    let bot = alert_bots::live::new_bot(&def, id);
-    let row = state.store.replace_bot(user, &bot, Utc::now()).await?;
+    let row = alert_bots::live::replace_bot(&state.store, user, id, &def, Utc::now())
+        .await
+        .map_err(|e| match e {
+            ReplaceError::Store(e) => ApiError::from(e),
+            unsafe_fields @ ReplaceError::UnsafeDuringDeal(_) => {
+                ApiError::conflict(unsafe_fields.to_string())
+            }
+        })?;
     row.map(Json).ok_or_else(|| ApiError::not_found("bot"))
+}
+
+/// The order that closed a deal by hand, and the closed deal.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClosedView {
+    pub order: BotOrderRow,
+    pub deal: Option<DealRow>,
+}
+
+/// Closes the bot's open deal now: sells the whole position at the pair's last price (paper),
+/// records the deal as `closed_by_user`, and re-arms the entry after the cooldown as a take
+/// profit would (a paused bot stays paused). The order goes to the live events like any fill.
+#[utoipa::path(post, path = "/v1/bots/{id}/close", tag = "bots", params(("id" = Uuid, Path)),
+    responses((status = 200, body = ClosedView), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "no deal is open"),
+        (status = 503, body = ErrorBody, description = "no price for the pair yet")),
+    security(("bearer" = [])))]
+pub async fn close_deal(
+    User(user): User,
+    State(state): State<ApiState>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<ClosedView>> {
+    let bot = owned(&state, user, id).await?;
+    let Some((price, bar_time)) = last_bar(&state, &bot).await else {
+        return Err(ApiError::unavailable(format!(
+            "no price for {} {} yet: the runner has no candle of it",
+            bot.pair, bot.timeframe
+        )));
+    };
+    let outcome = state
+        .bots
+        .close_deal(user, id, price, bar_time)
+        .await
+        .map_err(ApiError::internal)?;
+    match outcome {
+        None => Err(ApiError::not_found("bot")),
+        Some(CloseOutcome::NoDeal | CloseOutcome::AlreadyClosed) => {
+            Err(ApiError::conflict("the bot has no open deal"))
+        }
+        Some(CloseOutcome::Closed(order)) => {
+            let deal = state
+                .store
+                .list_deals(user, id)
+                .await?
+                .into_iter()
+                .find(|d| d.id == order.deal_id);
+            Ok(Json(ClosedView {
+                order: *order,
+                deal,
+            }))
+        }
+    }
 }
 
 /// Deletes a bot with its alerts, deals and orders.
@@ -166,10 +230,7 @@ pub async fn delete_bot(
 }
 
 async fn pause(state: &ApiState, user: Uuid, id: Uuid, paused: bool) -> ApiResult<Json<BotRow>> {
-    let bot = owned(state, user, id).await?;
-    let row = set_paused(&state.store, user, &bot, paused, Utc::now())
-        .await
-        .map_err(ApiError::internal)?;
+    let row = set_paused(&state.store, user, id, paused, Utc::now()).await?;
     row.map(Json).ok_or_else(|| ApiError::not_found("bot"))
 }
 

@@ -132,7 +132,8 @@ impl From<alert_store::StoreError> for ApiError {
     fn from(e: alert_store::StoreError) -> Self {
         match e {
             alert_store::StoreError::Limit(message) => Self::conflict(message),
-            alert_store::StoreError::Conflict(message) => {
+            alert_store::StoreError::Conflict(message)
+            | alert_store::StoreError::Stale(message) => {
                 Self::new(StatusCode::CONFLICT, "conflict", message)
             }
             other => Self::internal(other),

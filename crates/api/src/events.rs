@@ -1,5 +1,6 @@
 //! Live events: `GET /v1/events` (Server-Sent Events) and `GET /v1/ws` (WebSocket) stream the
-//! caller's triggers and notifications as they are recorded, and only the caller's.
+//! caller's triggers, notifications and bot events (each DCA bot order that fills, and each
+//! deal it closes) as they are recorded, and only the caller's.
 //!
 //! ## Event ids
 //!
@@ -26,6 +27,13 @@
 //! alerts firing on one bar), the id stops advancing until the next time, and a client that
 //! reconnects in between receives the events since again (never fewer).
 //!
+//! Bot orders are recorded by another writer than triggers (the dispatcher's bot handler, or
+//! a "close deal now" request), each process recording and publishing them in time order, but
+//! not in step with the runner's batches. So they are a second *lane* with a position of its
+//! own: an id is `<alerts position>~<bots position>`, each as above (an id without `~` is
+//! taken as both lanes at its position). A deal closed is sent right after the order that
+//! closed it, and listed under the deal's id.
+//!
 //! A new connection starts with an id (SSE: an `id:` line without data; WebSocket: the
 //! `ready` message) reaching [`START_LOOKBACK`] back, so a client that loses its connection
 //! before any event misses nothing either.
@@ -43,7 +51,9 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use alert_dispatch::{LiveEvent, Subscription};
-use alert_store::{BackendKind, Cursor, NotificationRow, RecordedTrigger, Store, StoreError};
+use alert_store::{
+    BackendKind, BotOrderRow, Cursor, NotificationRow, RecordedTrigger, Store, StoreError,
+};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Query, Request, State};
 use axum::http::{HeaderMap, Uri, header};
@@ -87,14 +97,15 @@ pub fn routes() -> Router<ApiState> {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(events, websocket),
-    components(schemas(StreamEvent, EventData, WsReady, WsAuth, ErrorBody))
+    components(schemas(StreamEvent, EventData, BotOrderRow, WsReady, WsAuth, ErrorBody))
 )]
 pub struct Doc;
 
 // ---- what clients receive -----------------------------------------------------------------
 
-/// One event: a trigger or a notification, with its id. SSE sends it as `data:` (with
-/// `event: trigger|notification` and `id:`); the WebSocket as a text message.
+/// One event: a trigger, a notification, a bot order or a deal closed, with its id. SSE sends
+/// it as `data:` (with `event: trigger|notification|bot_order|deal_closed` and `id:`); the
+/// WebSocket as a text message.
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct StreamEvent {
     /// Where the client is: reconnect with it (`Last-Event-ID`, `last_event_id`) to receive
@@ -129,6 +140,29 @@ pub enum EventData {
         body: String,
         created_at: DateTime<Utc>,
     },
+    /// A DCA bot's order filled (paper): `role` is `entry`, `so<n>`, `tp`, `sl` or `close`;
+    /// `average_price` is the deal's after a buy, at its close after a sell.
+    BotOrder(BotOrderRow),
+    /// A bot's deal closed (sent right after its closing order).
+    DealClosed {
+        deal_id: Uuid,
+        bot_id: Uuid,
+        deal_number: Option<i64>,
+        /// `take_profit`, `stop_loss` or `closed_by_user`.
+        exit: String,
+        realized_pnl: Option<f64>,
+        /// The order that closed it.
+        order_id: Uuid,
+        /// When that order was recorded.
+        recorded_at: DateTime<Utc>,
+    },
+}
+
+/// Which writer an event comes from (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lane {
+    Alerts = 0,
+    Bots = 1,
 }
 
 impl EventData {
@@ -137,6 +171,15 @@ impl EventData {
         match self {
             EventData::Trigger { .. } => "trigger",
             EventData::Notification { .. } => "notification",
+            EventData::BotOrder(_) => "bot_order",
+            EventData::DealClosed { .. } => "deal_closed",
+        }
+    }
+
+    fn lane(&self) -> Lane {
+        match self {
+            EventData::Trigger { .. } | EventData::Notification { .. } => Lane::Alerts,
+            EventData::BotOrder(_) | EventData::DealClosed { .. } => Lane::Bots,
         }
     }
 
@@ -147,23 +190,51 @@ impl EventData {
             EventData::Notification {
                 notification_id, ..
             } => *notification_id,
+            EventData::BotOrder(order) => order.id,
+            EventData::DealClosed { deal_id, .. } => *deal_id,
         }
     }
 
     /// When it was recorded.
     fn at(&self) -> DateTime<Utc> {
         match self {
-            EventData::Trigger { recorded_at, .. } => *recorded_at,
+            EventData::Trigger { recorded_at, .. } | EventData::DealClosed { recorded_at, .. } => {
+                *recorded_at
+            }
             EventData::Notification { created_at, .. } => *created_at,
+            EventData::BotOrder(order) => order.created_at,
         }
     }
 
-    /// Its place among the events of one time: each trigger, then its notification.
+    /// Its place among the events of one time: each trigger, then its notification; each bot
+    /// order, then the deal it closed.
     fn order(&self) -> (DateTime<Utc>, Uuid, u8) {
         match self {
             EventData::Trigger { trigger_id, .. } => (self.at(), *trigger_id, 0),
             EventData::Notification { trigger_id, .. } => (self.at(), *trigger_id, 1),
+            EventData::BotOrder(order) => (self.at(), order.id, 0),
+            EventData::DealClosed { order_id, .. } => (self.at(), *order_id, 1),
         }
+    }
+
+    /// A bot order's events: the order, and the deal it closed if it closed one.
+    fn from_bot_order(order: BotOrderRow) -> impl Iterator<Item = Self> {
+        let exit = match order.role.as_str() {
+            "tp" => Some("take_profit"),
+            "sl" => Some("stop_loss"),
+            "close" => Some("closed_by_user"),
+            _ => None,
+        };
+        let closed = exit.map(|exit| EventData::DealClosed {
+            deal_id: order.deal_id,
+            bot_id: order.bot_id,
+            deal_number: order.deal_number,
+            exit: exit.to_owned(),
+            realized_pnl: order.realized_pnl,
+            order_id: order.id,
+            recorded_at: order.created_at,
+        });
+        std::iter::once(EventData::BotOrder(order)).chain(closed)
     }
 
     fn from_trigger(r: RecordedTrigger) -> Self {
@@ -189,9 +260,10 @@ impl EventData {
         }
     }
 
-    /// A live event, its times as the store keeps them (so ids agree with the store's).
-    fn from_live(e: &LiveEvent, kind: BackendKind) -> Self {
-        match e {
+    /// A live event's events, their times as the store keeps them (so ids agree with the
+    /// store's).
+    fn from_live(e: &LiveEvent, kind: BackendKind) -> Vec<Self> {
+        let one = match e {
             LiveEvent::Trigger {
                 trigger_id,
                 alert_id,
@@ -224,7 +296,13 @@ impl EventData {
                 body: body.clone(),
                 created_at: stored_time(kind, *created_at),
             },
-        }
+            LiveEvent::BotOrder(order) => {
+                let mut order = order.clone();
+                order.created_at = stored_time(kind, order.created_at);
+                return Self::from_bot_order(order).collect();
+            }
+        };
+        vec![one]
     }
 }
 
@@ -240,17 +318,24 @@ fn stored_time(kind: BackendKind, t: DateTime<Utc>) -> DateTime<Utc> {
 
 // ---- ids ----------------------------------------------------------------------------------
 
-/// A position in a user's events (see the module docs).
+/// A position in one lane of a user's events (see the module docs).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EventId {
+pub struct Position {
     /// Everything recorded before it was received.
     pub since: DateTime<Utc>,
     /// Of what was recorded at `since` or later, the rows received.
     pub seen: Vec<Uuid>,
 }
 
-impl EventId {
-    pub fn encode(&self) -> String {
+impl Position {
+    fn at(since: DateTime<Utc>) -> Self {
+        Self {
+            since,
+            seen: Vec::new(),
+        }
+    }
+
+    fn encode(&self) -> String {
         let mut s = self.since.timestamp_micros().to_string();
         for id in &self.seen {
             s.push('_');
@@ -259,13 +344,45 @@ impl EventId {
         s
     }
 
-    pub fn parse(s: &str) -> Option<Self> {
+    fn parse(s: &str) -> Option<Self> {
         let mut parts = s.trim().split('_');
         let since = DateTime::from_timestamp_micros(parts.next()?.parse().ok()?)?;
         let seen = parts
             .map(|p| Uuid::parse_str(p).ok())
             .collect::<Option<Vec<_>>>()?;
         (seen.len() <= MAX_LISTED).then_some(Self { since, seen })
+    }
+}
+
+/// A position in a user's events: one per lane (see the module docs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventId {
+    /// Triggers and notifications.
+    pub alerts: Position,
+    /// Bot orders and deals closed.
+    pub bots: Position,
+}
+
+impl EventId {
+    pub fn encode(&self) -> String {
+        format!("{}~{}", self.alerts.encode(), self.bots.encode())
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().split_once('~') {
+            Some((alerts, bots)) => Some(Self {
+                alerts: Position::parse(alerts)?,
+                bots: Position::parse(bots)?,
+            }),
+            // An id of a version without bot events: both lanes from its time.
+            None => {
+                let alerts = Position::parse(s)?;
+                Some(Self {
+                    bots: Position::at(alerts.since),
+                    alerts,
+                })
+            }
+        }
     }
 }
 
@@ -287,16 +404,25 @@ struct Feed {
     user: Uuid,
     kind: BackendKind,
     sub: Subscription,
-    /// Where the next store reads start (triggers, notifications), while catching up.
-    replay: Option<(Cursor, Cursor)>,
+    /// Where the next store reads start while catching up: triggers and notifications, then
+    /// bot orders.
+    replay_alerts: Option<(Cursor, Cursor)>,
+    replay_bots: Option<Cursor>,
     pending: VecDeque<EventData>,
-    /// The position: see [`EventId`].
-    since: DateTime<Utc>,
-    seen: Vec<Uuid>,
+    /// The position in each lane: see [`EventId`].
+    lanes: [Position; 2],
     id: String,
     /// Rows already sent (and the client's listed ones): their live events are skipped.
     recent: HashSet<Uuid>,
     recent_order: VecDeque<Uuid>,
+}
+
+/// Rows recorded at `since` or later.
+fn cursor_from(since: DateTime<Utc>) -> Cursor {
+    Cursor {
+        at: since - chrono::Duration::microseconds(1),
+        id: Uuid::max(),
+    }
 }
 
 impl Feed {
@@ -306,34 +432,42 @@ impl Feed {
         let sub = state.live.subscribe(user);
         let kind = state.store.kind();
         let resume = from.is_some();
-        let position = from.unwrap_or_else(|| EventId {
-            since: stored_time(
+        let position = from.unwrap_or_else(|| {
+            let since = stored_time(
                 kind,
                 Utc::now() - chrono::Duration::from_std(START_LOOKBACK).unwrap_or_default(),
-            ),
-            seen: Vec::new(),
+            );
+            EventId {
+                alerts: Position::at(since),
+                bots: Position::at(since),
+            }
         });
-        // Rows recorded at `since` or later.
-        let from_cursor = Cursor {
-            at: position.since - chrono::Duration::microseconds(1),
-            id: Uuid::max(),
-        };
+        let alerts_from = cursor_from(position.alerts.since);
+        let bots_from = cursor_from(position.bots.since);
         let mut feed = Self {
             store: state.store.clone(),
             user,
             kind,
             sub,
-            replay: resume.then_some((from_cursor, from_cursor)),
+            replay_alerts: resume.then_some((alerts_from, alerts_from)),
+            replay_bots: resume.then_some(bots_from),
             pending: VecDeque::new(),
-            since: position.since,
-            seen: Vec::new(),
             id: position.encode(),
+            lanes: [
+                Position::at(position.alerts.since),
+                Position::at(position.bots.since),
+            ],
             recent: HashSet::new(),
             recent_order: VecDeque::new(),
         };
-        for row in position.seen {
-            feed.remember(row);
-            feed.seen.push(row);
+        for (lane, listed) in [
+            (Lane::Alerts, position.alerts.seen),
+            (Lane::Bots, position.bots.seen),
+        ] {
+            for row in listed {
+                feed.remember(row);
+                feed.lanes[lane as usize].seen.push(row);
+            }
         }
         feed.fill().await?;
         Ok(feed)
@@ -355,11 +489,20 @@ impl Feed {
         }
     }
 
-    /// Reads the next rows to catch up with (every row of both tables up to the smaller end of
-    /// the two pages, so the merge misses nothing). Cancel-safe: nothing changes until both
-    /// reads are done.
+    /// Reads the next rows to catch up with: triggers and notifications first, then bot
+    /// orders. Cancel-safe: nothing changes until a read is done.
     async fn fill(&mut self) -> Result<(), StoreError> {
-        let Some((after_trigger, after_note)) = self.replay else {
+        if self.replay_alerts.is_some() {
+            self.fill_alerts().await
+        } else {
+            self.fill_bots().await
+        }
+    }
+
+    /// Every row of both alert tables up to the smaller end of the two pages, so the merge
+    /// misses nothing.
+    async fn fill_alerts(&mut self) -> Result<(), StoreError> {
+        let Some((after_trigger, after_note)) = self.replay_alerts else {
             return Ok(());
         };
         let (triggers, notes) = tokio::try_join!(
@@ -388,7 +531,7 @@ impl Feed {
             .collect();
         // Without a full page, this was everything committed: what commits later is published
         // to the subscription.
-        self.replay = bound.map(|_| {
+        self.replay_alerts = bound.map(|_| {
             (
                 triggers.last().map_or(after_trigger, |t| Cursor {
                     at: t.recorded_at,
@@ -410,7 +553,28 @@ impl Feed {
         Ok(())
     }
 
-    /// Records that `event` is sent and moves the position; `None` if it was sent already.
+    async fn fill_bots(&mut self) -> Result<(), StoreError> {
+        let Some(after) = self.replay_bots else {
+            return Ok(());
+        };
+        let orders = self
+            .store
+            .bot_orders_since(self.user, after, REPLAY_PAGE)
+            .await?;
+        self.replay_bots = orders
+            .last()
+            .filter(|_| orders.len() >= REPLAY_PAGE as usize)
+            .map(|o| Cursor {
+                at: o.created_at,
+                id: o.id,
+            });
+        self.pending
+            .extend(orders.into_iter().flat_map(EventData::from_bot_order));
+        Ok(())
+    }
+
+    /// Records that `event` is sent and moves its lane's position; `None` if it was sent
+    /// already.
     fn admit(&mut self, event: EventData) -> Option<StreamEvent> {
         let row = event.row();
         if self.recent.contains(&row) {
@@ -418,23 +582,25 @@ impl Feed {
         }
         self.remember(row);
         let at = event.at();
-        if at > self.since {
-            self.since = at;
-            self.seen.clear();
-            self.seen.push(row);
-        } else if at == self.since && self.seen.len() < MAX_LISTED {
-            self.seen.push(row);
+        let lane = &mut self.lanes[event.lane() as usize];
+        if at > lane.since {
+            lane.since = at;
+            lane.seen.clear();
+            lane.seen.push(row);
+        } else if at == lane.since && lane.seen.len() < MAX_LISTED {
+            lane.seen.push(row);
         } else {
             // Past the list's bound (a resume sends it again), or recorded before the
-            // position (a runner's clock stepped back): sent, but the id stays.
+            // position (a writer's clock stepped back): sent, but the id stays.
             return Some(StreamEvent {
                 id: self.id.clone(),
                 event,
             });
         }
+        let [alerts, bots] = &self.lanes;
         self.id = EventId {
-            since: self.since,
-            seen: self.seen.clone(),
+            alerts: alerts.clone(),
+            bots: bots.clone(),
         }
         .encode();
         Some(StreamEvent {
@@ -452,7 +618,7 @@ impl Feed {
                 }
                 continue;
             }
-            if self.replay.is_some() {
+            if self.replay_alerts.is_some() || self.replay_bots.is_some() {
                 if let Err(e) = self.fill().await {
                     return Next::Failed(e);
                 }
@@ -461,9 +627,7 @@ impl Feed {
             let Some(live) = self.sub.recv().await else {
                 return Next::Lagged;
             };
-            if let Some(out) = self.admit(EventData::from_live(&live, self.kind)) {
-                return Next::Event(out);
-            }
+            self.pending.extend(EventData::from_live(&live, self.kind));
         }
     }
 }
@@ -497,7 +661,7 @@ fn parse_id(raw: Option<&str>, path: &str) -> ApiResult<Option<EventId>> {
 
 /// The caller's triggers and notifications as Server-Sent Events.
 ///
-/// Each event has `event: trigger` or `event: notification`, an `id:` and `data:` (a
+/// Each event has `event: trigger`, `notification`, `bot_order` or `deal_closed`, an `id:` and `data:` (a
 /// `StreamEvent` as JSON). The first line is an `id:` alone (the connection's position);
 /// keep-alive comments every 15 s. Reconnecting with `Last-Event-ID` replays, from the store,
 /// exactly what was recorded since that event, then continues live. The stream ends if the
@@ -817,27 +981,45 @@ mod tests {
     #[test]
     fn ids_round_trip_and_refuse_garbage() {
         let id = EventId {
-            since: t(1_767_225_600_123_000),
-            seen: vec![Uuid::from_u128(1), Uuid::from_u128(2)],
+            alerts: Position {
+                since: t(1_767_225_600_123_000),
+                seen: vec![Uuid::from_u128(1), Uuid::from_u128(2)],
+            },
+            bots: Position {
+                since: t(1_767_225_599_000_000),
+                seen: vec![Uuid::from_u128(7)],
+            },
         };
         let s = id.encode();
         assert_eq!(
             s,
             format!(
-                "1767225600123000_{}_{}",
+                "1767225600123000_{}_{}~1767225599000000_{}",
                 Uuid::from_u128(1),
-                Uuid::from_u128(2)
+                Uuid::from_u128(2),
+                Uuid::from_u128(7)
             )
         );
         assert_eq!(EventId::parse(&s), Some(id));
+        // An id from before bot events: both lanes at its time.
         assert_eq!(
             EventId::parse("1767225600123000"),
             Some(EventId {
-                since: t(1_767_225_600_123_000),
-                seen: vec![]
+                alerts: Position::at(t(1_767_225_600_123_000)),
+                bots: Position::at(t(1_767_225_600_123_000)),
             })
         );
-        for bad in ["", "x", "12_notauuid", "1_", "_1"] {
+        for bad in [
+            "",
+            "x",
+            "12_notauuid",
+            "1_",
+            "_1",
+            "1~",
+            "~1",
+            "1~x",
+            "1~2~3",
+        ] {
             assert_eq!(EventId::parse(bad), None, "{bad:?}");
         }
         let too_many = format!(

@@ -36,6 +36,9 @@ pub struct ApiState {
     pub market: Option<alert_runtime::MarketHandle>,
     /// Where `POST /v1/candles` feeds candles (`serve --source ingest`); `None`: 404.
     pub ingest: Option<alert_marketdata::IngestHandle>,
+    /// Closes bots' deals on request, publishing the orders to `live` (the dispatcher's bot
+    /// handler in `serve`: one per process, so bot orders are published in time order).
+    pub bots: Arc<alert_bots::live::StoreBots>,
 }
 
 pub mod bots;

@@ -124,6 +124,7 @@ async fn server_with(backend: Backend, hub: LiveHub) -> Server {
         secret_grace: Duration::from_secs(60),
         market: None,
         ingest: None,
+        bots: alert_bots::live::StoreBots::with_live(store.clone(), Some(hub.clone())),
     };
     let app = alert_api::router(state, &HttpConfig::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -444,17 +445,24 @@ async fn sse_events_reach_their_user_only(backend: Backend) {
         .await
         .unwrap();
     let us = stored[0].recorded_at.timestamp_micros();
+    // The alerts lane's part (before `~`; the bots lane has not moved).
+    let lane = |id: &Option<String>| {
+        id.as_deref()
+            .and_then(|i| i.split_once('~'))
+            .map(|p| p.0.to_owned())
+    };
+    assert_eq!(lane(&t.id), Some(format!("{us}_{}", fired[0].trigger)));
     assert_eq!(
-        t.id.as_deref(),
-        Some(&*format!("{us}_{}", fired[0].trigger))
-    );
-    assert_eq!(
-        n.id.as_deref(),
-        Some(&*format!(
+        lane(&n.id),
+        Some(format!(
             "{us}_{}_{}",
             fired[0].trigger,
             fired[0].note.unwrap()
         ))
+    );
+    assert_eq!(
+        t.id.as_deref().and_then(|i| i.split_once('~')).map(|p| p.1),
+        n.id.as_deref().and_then(|i| i.split_once('~')).map(|p| p.1)
     );
     assert_eq!(
         DateTime::parse_from_rfc3339(tj["recorded_at"].as_str().unwrap()).unwrap(),

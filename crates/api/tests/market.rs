@@ -31,6 +31,7 @@ fn token(user: Uuid) -> String {
 
 fn state(store: Store, market: Option<MarketHandle>) -> ApiState {
     ApiState {
+        bots: alert_bots::live::StoreBots::new(store.clone()),
         store,
         auth: Arc::new(Auth::new(SECRET, None)),
         rate: Arc::new(RateLimiter::new(1000.0, 1000)),

@@ -114,13 +114,18 @@ impl BotBacktest {
         threshold: Option<f64>,
         not_before: Option<BarTime>,
     ) -> Result<(), BacktestError> {
-        let json = compile::alert(
+        let Some(json) = compile::alert(
             &self.bot_id,
             &self.def,
             role,
             threshold.unwrap_or(0.0),
             not_before,
-        );
+        ) else {
+            return Err(BacktestError::Alert {
+                role,
+                error: "this role has no alert".into(),
+            });
+        };
         let mut def =
             alert_engine::parse::parse_alert(&json).map_err(|e| BacktestError::Alert {
                 role,

@@ -23,20 +23,21 @@ pub fn roles(def: &BotDefinition) -> Vec<Role> {
 pub fn alerts(bot_id: &str, def: &BotDefinition) -> Vec<(Role, Value)> {
     roles(def)
         .into_iter()
-        .map(|role| (role, alert(bot_id, def, role, 0.0, None)))
+        .filter_map(|role| Some((role, alert(bot_id, def, role, 0.0, None)?)))
         .collect()
 }
 
 /// The alert JSON of one role, with `threshold` for the price-level ones, evaluating no data
 /// before `not_before` (when a deal armed it: so a re-armed alert never looks like the spent
-/// one it replaces, and an entry waits out its cooldown).
+/// one it replaces, and an entry waits out its cooldown). `None` for [`Role::Close`], which has
+/// no alert.
 pub fn alert(
     bot_id: &str,
     def: &BotDefinition,
     role: Role,
     threshold: f64,
     not_before: Option<alert_core::BarTime>,
-) -> Value {
+) -> Option<Value> {
     let action = |action_type: &str| json!({"type": "bot_trigger", "bot_id": bot_id, "action_type": action_type});
     let price = |operator: &str| json!([{"id": "price", "type": "price", "operator": operator, "compareValue": threshold}]);
     let base = |name: String, conditions: Value, trigger: &str, action: Value| {
@@ -79,11 +80,12 @@ pub fn alert(
             "once_per_bar",
             action("stop_loss"),
         ),
+        Role::Close => return None,
     };
     if let Some(t) = not_before {
         alert["not_before"] = json!(t.millis());
     }
-    alert
+    Some(alert)
 }
 
 /// The role of a bot alert, from its action.

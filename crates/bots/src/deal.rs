@@ -18,17 +18,30 @@ pub enum Role {
     SafetyOrder(u32),
     TakeProfit,
     StopLoss,
+    /// The user closed the deal at the market (no alert: `BotState::close_now`).
+    Close,
 }
 
 impl Role {
     /// The role's key in the store (`alerts.bot_role`, `bot_orders.role`): `entry`, `so<n>`,
-    /// `tp`, `sl`.
+    /// `tp`, `sl`, `close`.
     pub fn key(self) -> String {
         match self {
             Self::Entry => "entry".into(),
             Self::SafetyOrder(n) => format!("so{n}"),
             Self::TakeProfit => "tp".into(),
             Self::StopLoss => "sl".into(),
+            Self::Close => "close".into(),
+        }
+    }
+
+    /// How a deal closed by this role's order ended (`bot_deals.exit`).
+    pub fn exit(self) -> Option<&'static str> {
+        match self {
+            Self::TakeProfit => Some("take_profit"),
+            Self::StopLoss => Some("stop_loss"),
+            Self::Close => Some("closed_by_user"),
+            Self::Entry | Self::SafetyOrder(_) => None,
         }
     }
 }
@@ -172,9 +185,37 @@ impl BotState {
             (Some(d), Role::SafetyOrder(n)) => {
                 n >= 1 && n <= def.max_safety_orders && !d.filled[n as usize - 1]
             }
-            (Some(_), Role::TakeProfit) => true,
+            (Some(_), Role::TakeProfit | Role::Close) => true,
             (Some(_), Role::StopLoss) => def.stop_loss_pct.is_some(),
         }
+    }
+
+    /// Closes the open deal at the market now (a user's "close deal now"): a sell of the
+    /// whole position at `price`, as if an alert had fired on bar `bar_time` at that price.
+    /// `key` is the order's client order id. Ignored without an open deal.
+    pub fn close_now(
+        &mut self,
+        def: &BotDefinition,
+        key: String,
+        bar_time: BarTime,
+        fired_at: BarTime,
+        price: f64,
+        executor: &mut impl Executor,
+    ) -> Result<Outcome, ExecError> {
+        let trigger = BotTrigger {
+            role: Role::Close,
+            key,
+            bar_time,
+            fired_at,
+            bar: BarSnapshot {
+                open: price,
+                high: price,
+                low: price,
+                close: price,
+                volume: 0.0,
+            },
+        };
+        self.on_trigger(def, &trigger, executor)
     }
 
     /// Carries out a trigger: checks it is armed and its price still holds, places the order,
@@ -192,13 +233,13 @@ impl BotState {
         // Price-level alerts fill at their threshold when the bar traded through it, else (a
         // gap past it) at the close; an entry fills at the close.
         let level = match trigger.role {
-            Role::Entry => None,
+            Role::Entry | Role::Close => None,
             Role::SafetyOrder(n) => self.safety_order_price(def, n),
             Role::TakeProfit => self.take_profit_price(def),
             Role::StopLoss => self.stop_loss_price(def),
         };
         let reached = match (trigger.role, level) {
-            (Role::Entry, _) => true,
+            (Role::Entry | Role::Close, _) => true,
             (Role::TakeProfit, Some(p)) => bar.close >= p,
             (_, Some(p)) => bar.close <= p,
             (_, None) => false,
@@ -218,7 +259,7 @@ impl BotState {
                 Some(l) => (Side::Buy, Quantity::Quote(l.size)),
                 None => return Ok(Outcome::Ignored("no such safety order")),
             },
-            Role::TakeProfit | Role::StopLoss => match &self.deal {
+            Role::TakeProfit | Role::StopLoss | Role::Close => match &self.deal {
                 Some(d) => (Side::Sell, Quantity::Base(d.base_qty)),
                 None => return Ok(Outcome::Ignored("no open deal")),
             },
@@ -285,7 +326,7 @@ impl BotState {
                 });
                 self.exits(def, now, &mut changes);
             }
-            Role::TakeProfit | Role::StopLoss => {
+            Role::TakeProfit | Role::StopLoss | Role::Close => {
                 if let Some(d) = self.deal.take() {
                     let pnl = fill.notional - fill.fee - d.cost - d.fees;
                     realized = Some(pnl);

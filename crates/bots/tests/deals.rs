@@ -265,6 +265,76 @@ fn a_trigger_delivered_twice_places_one_order() {
 }
 
 #[test]
+fn a_deal_closed_by_hand_sells_everything_and_rearms_after_the_cooldown() {
+    let def = parse_bot(&bot(json!({"cooldown_bars": 1}))).unwrap();
+    let mut state = BotState::default();
+    let mut paper = PaperExecutor::new(def.fee_pct, def.quantity_step);
+    let at = |i: i64| BarTime::from_millis(T0 + i * MIN);
+    // Nothing to close without a deal.
+    let idle = state
+        .close_now(&def, "close-0".into(), at(0), at(0), 100.0, &mut paper)
+        .unwrap();
+    assert!(matches!(idle, Outcome::Ignored(_)), "{idle:?}");
+    let flat_bar = |p: f64| BarSnapshot {
+        open: p,
+        high: p,
+        low: p,
+        close: p,
+        volume: 1.0,
+    };
+    let trigger = |role, key: &str, i: i64, p: f64| BotTrigger {
+        role,
+        key: key.into(),
+        bar_time: at(i),
+        fired_at: at(i + 1),
+        bar: flat_bar(p),
+    };
+    state
+        .on_trigger(&def, &trigger(Role::Entry, "e", 0, 100.0), &mut paper)
+        .unwrap();
+    state
+        .on_trigger(
+            &def,
+            &trigger(Role::SafetyOrder(1), "s1", 1, 98.0),
+            &mut paper,
+        )
+        .unwrap();
+    let deal = state.deal.clone().unwrap();
+    let Outcome::Filled { order, changes } = state
+        .close_now(&def, "close-1".into(), at(5), at(5), 97.0, &mut paper)
+        .unwrap()
+    else {
+        panic!("filled")
+    };
+    assert_eq!((order.role, order.side), (Role::Close, Side::Sell));
+    assert!(close(order.base_qty, deal.base_qty));
+    assert!(close(order.price, 97.0));
+    let pnl = order.notional - order.fee - deal.cost - deal.fees;
+    assert!(close(order.realized_pnl.unwrap(), pnl));
+    assert!(pnl < 0.0, "sold below the average: {pnl}");
+    assert!(state.deal.is_none());
+    let closed = state.closed.last().unwrap();
+    assert_eq!(
+        (closed.exit, Role::Close.exit()),
+        (Role::Close, Some("closed_by_user"))
+    );
+    // The unfilled safety orders and the exits pause; the entry re-arms after bar 5 + 1.
+    assert!(changes.contains(&alert_bots::AlertChange::Pause {
+        role: Role::SafetyOrder(2)
+    }));
+    assert!(changes.contains(&alert_bots::AlertChange::Pause {
+        role: Role::TakeProfit
+    }));
+    assert!(changes.contains(&alert_bots::AlertChange::Activate {
+        role: Role::Entry,
+        threshold: None,
+        from: BarTime::from_millis(T0 + 7 * MIN + 1),
+    }));
+    // A close has no alert.
+    assert_eq!(compile::alert("b1", &def, Role::Close, 0.0, None), None);
+}
+
+#[test]
 fn a_hundred_bots_on_one_symbol_share_one_rsi() {
     let mut engine = Engine::new(EngineConfig {
         feed: Timeframe::M1,

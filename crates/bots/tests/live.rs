@@ -5,9 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use alert_bots::live::{StoreBots, create_bot, set_paused};
+use alert_bots::live::{
+    CloseOutcome, ReplaceError, StoreBots, create_bot, replace_bot, set_paused,
+};
 use alert_bots::{Role, compile, parse_bot};
-use alert_dispatch::BotAction;
+use alert_dispatch::{BotAction, LiveEvent, LiveHub};
 use alert_store::bench::ScratchDatabase;
 use alert_store::{AlertStatus, BotAlertRow, FillRecorded, Store, StoreOptions};
 use chrono::Utc;
@@ -48,6 +50,7 @@ fn action(
         Role::SafetyOrder(n) => ("execute_dca", Some(n)),
         Role::TakeProfit => ("take_profit", None),
         Role::StopLoss => ("stop_loss", None),
+        Role::Close => panic!("no alert closes a deal by hand"),
     };
     let mut payload = json!({
         "bot_id": bot.to_string(), "action_type": action_type,
@@ -222,7 +225,7 @@ async fn a_deal_through_the_store(postgres: bool) {
     assert_eq!(roles, ["entry", "so1", "tp"]);
 
     // Pause: every alert paused; resume: only what the state arms (the entry).
-    let paused = set_paused(&store, user, &bot, true, Utc::now())
+    let paused = set_paused(&store, user, bot.id, true, Utc::now())
         .await
         .unwrap();
     assert!(paused.is_some());
@@ -240,7 +243,7 @@ async fn a_deal_through_the_store(postgres: bool) {
         handler.carry_out(&entry_again).await.unwrap().is_none(),
         "a paused bot trades nothing"
     );
-    set_paused(&store, user, &bot, false, Utc::now())
+    set_paused(&store, user, bot.id, false, Utc::now())
         .await
         .unwrap();
     let alerts = store.bot_alerts(user, bot.id).await.unwrap();
@@ -270,4 +273,226 @@ async fn a_deal_through_the_store_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deal_through_the_store_postgres() {
     a_deal_through_the_store(true).await;
+}
+
+/// Two safety orders filled by concurrent actions (a bar that gapped through both levels), an
+/// edit of the take profit during the deal, an edit the deal forbids, and the deal closed by
+/// hand — each fill on the user's live events, in order, nothing lost to a race.
+async fn concurrent_fills_edits_and_a_close_by_hand(postgres: bool) {
+    let (store, scratch) = store(postgres).await;
+    let user = Uuid::new_v4();
+    let json = json!({
+        "name": "racer", "pair": "ETHUSDT", "timeframe": "1m",
+        "entry_conditions": [{"type": "price", "operator": ">", "compareValue": 0}],
+        "base_order": 100, "safety_order": 50, "max_safety_orders": 2,
+        "price_deviation_pct": 2, "step_scale": 1.5, "take_profit_pct": 1.5,
+        "stop_loss_pct": 20, "cooldown_bars": 2, "quantity_step": 1e-8
+    });
+    let def = parse_bot(&json).unwrap();
+    let bot = create_bot(&store, user, &def, Utc::now()).await.unwrap();
+    let hub = LiveHub::default();
+    let mut events = hub.subscribe(user);
+    let handler = StoreBots::with_live(store.clone(), Some(hub.clone()));
+    let alerts = store.bot_alerts(user, bot.id).await.unwrap();
+    let entry = action(
+        bot.id,
+        user,
+        by_role(&alerts, "entry"),
+        Uuid::new_v4(),
+        0,
+        (100.0, 100.0, 100.0, 100.0),
+    );
+    handler.carry_out(&entry).await.unwrap();
+    // SO1 at 98, SO2 at 95: a bar from 97 down to 94 reaches both; both actions at once.
+    let alerts = store.bot_alerts(user, bot.id).await.unwrap();
+    let bar = (97.0, 97.0, 94.0, 94.5);
+    let so1 = action(
+        bot.id,
+        user,
+        by_role(&alerts, "so1"),
+        Uuid::new_v4(),
+        3,
+        bar,
+    );
+    let so2 = action(
+        bot.id,
+        user,
+        by_role(&alerts, "so2"),
+        Uuid::new_v4(),
+        3,
+        bar,
+    );
+    let (a, b) = tokio::join!(handler.carry_out(&so1), handler.carry_out(&so2));
+    assert!(matches!(a.unwrap(), Some(FillRecorded::New { .. })));
+    assert!(matches!(b.unwrap(), Some(FillRecorded::New { .. })));
+    let orders = store.list_bot_orders(user, bot.id).await.unwrap();
+    assert_eq!(orders.len(), 3);
+    let deal = store.open_deal(bot.id).await.unwrap().unwrap();
+    assert_eq!(
+        deal.filled,
+        [true, true],
+        "neither fill overwrote the other"
+    );
+    let bought: f64 = orders.iter().map(|o| o.notional).sum();
+    let qty: f64 = orders.iter().map(|o| o.base_qty).sum();
+    assert!(close(deal.cost, bought), "{} vs {bought}", deal.cost);
+    assert!(close(deal.base_qty, qty));
+    let average = deal.cost / deal.base_qty;
+    assert!(close(orders[2].average_price.unwrap(), average));
+
+    // During the deal: the take profit may move (at once, from the average), the ladder not.
+    let mut edited = json.clone();
+    edited["take_profit_pct"] = json!(3);
+    edited["name"] = json!("racer v2");
+    let row = replace_bot(
+        &store,
+        user,
+        bot.id,
+        &parse_bot(&edited).unwrap(),
+        Utc::now(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(row.name, "racer v2");
+    let alerts = store.bot_alerts(user, bot.id).await.unwrap();
+    let tp = by_role(&alerts, "tp");
+    assert_eq!(tp.alert.status, AlertStatus::Active);
+    assert!(close(threshold(tp), average * 1.03), "{}", threshold(tp));
+    assert!(close(threshold(by_role(&alerts, "sl")), average * 0.8));
+    for role in ["entry", "so1", "so2"] {
+        assert_eq!(
+            by_role(&alerts, role).alert.status,
+            AlertStatus::Paused,
+            "{role}"
+        );
+    }
+    let mut ladder = edited.clone();
+    ladder["base_order"] = json!(200);
+    ladder["price_deviation_pct"] = json!(3);
+    let refused = replace_bot(
+        &store,
+        user,
+        bot.id,
+        &parse_bot(&ladder).unwrap(),
+        Utc::now(),
+    )
+    .await;
+    match refused {
+        Err(ReplaceError::UnsafeDuringDeal(fields)) => {
+            assert_eq!(fields, ["base_order", "price_deviation_pct"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        store
+            .get_bot(user, bot.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .definition["base_order"],
+        100.0
+    );
+
+    // Closed by hand at 99: a sell of the whole position, the deal closed by the user, the
+    // entry re-armed after the cooldown; once.
+    let outcome = handler
+        .close_deal(
+            user,
+            bot.id,
+            99.0,
+            alert_core::BarTime::from_millis(T0 + 10 * MIN),
+        )
+        .await
+        .unwrap();
+    let Some(CloseOutcome::Closed(order)) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        (order.role.as_str(), order.side.as_str()),
+        ("close", "sell")
+    );
+    assert!(close(order.base_qty, qty));
+    let fees: f64 = orders.iter().map(|o| o.fee).sum::<f64>() + order.fee;
+    let pnl = order.notional - bought - fees;
+    assert!(
+        close(order.realized_pnl.unwrap(), pnl),
+        "{:?} vs {pnl}",
+        order.realized_pnl
+    );
+    let deals = store.list_deals(user, bot.id).await.unwrap();
+    assert_eq!(deals[0].exit.as_deref(), Some("closed_by_user"));
+    assert!(close(deals[0].realized_pnl.unwrap(), pnl));
+    let alerts = store.bot_alerts(user, bot.id).await.unwrap();
+    let entry_alert = by_role(&alerts, "entry");
+    assert_eq!(entry_alert.alert.status, AlertStatus::Active);
+    assert_eq!(
+        entry_alert.alert.definition["not_before"],
+        T0 + 13 * MIN + 1,
+        "after the closing bar and 2 cooldown bars"
+    );
+    for role in ["so1", "so2", "tp", "sl"] {
+        assert_eq!(
+            by_role(&alerts, role).alert.status,
+            AlertStatus::Paused,
+            "{role}"
+        );
+    }
+    assert_eq!(
+        handler
+            .close_deal(
+                user,
+                bot.id,
+                99.0,
+                alert_core::BarTime::from_millis(T0 + 11 * MIN)
+            )
+            .await
+            .unwrap(),
+        Some(CloseOutcome::NoDeal)
+    );
+    assert_eq!(
+        handler
+            .close_deal(
+                Uuid::new_v4(),
+                bot.id,
+                99.0,
+                alert_core::BarTime::from_millis(T0)
+            )
+            .await
+            .unwrap(),
+        None,
+        "another user's bot"
+    );
+
+    // The live events: each order once, in recording order, as the store has them.
+    let stored = store.list_bot_orders(user, bot.id).await.unwrap();
+    assert_eq!(stored.len(), 4);
+    let mut seen = Vec::new();
+    while let Ok(Some(e)) =
+        tokio::time::timeout(std::time::Duration::from_millis(200), events.recv()).await
+    {
+        let LiveEvent::BotOrder(o) = &*e else {
+            panic!("{e:?}")
+        };
+        seen.push(o.clone());
+    }
+    assert_eq!(
+        seen.iter().map(|o| o.id).collect::<Vec<_>>(),
+        stored.iter().map(|o| o.id).collect::<Vec<_>>()
+    );
+    assert!(seen.windows(2).all(|w| w[0].created_at <= w[1].created_at));
+    assert_eq!(seen[3].realized_pnl, order.realized_pnl);
+
+    store.close().await;
+    scratch.remove().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_fills_edits_and_a_close_by_hand_sqlite() {
+    concurrent_fills_edits_and_a_close_by_hand(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_fills_edits_and_a_close_by_hand_postgres() {
+    concurrent_fills_edits_and_a_close_by_hand(true).await;
 }

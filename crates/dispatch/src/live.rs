@@ -1,5 +1,5 @@
-//! Live events for connected clients: each user's triggers and notifications, pushed the
-//! moment they are recorded.
+//! Live events for connected clients: each user's triggers, notifications and bot orders,
+//! pushed the moment they are recorded.
 //!
 //! Every subscriber has a bounded buffer. Publishing never waits: a subscriber whose buffer is
 //! full is dropped (its stream ends; the client reconnects and reads what it missed from the
@@ -41,6 +41,8 @@ pub enum LiveEvent {
         body: String,
         created_at: DateTime<Utc>,
     },
+    /// A DCA bot's order filled (an order that closes its deal also closes the deal).
+    BotOrder(alert_store::BotOrderRow),
 }
 
 impl LiveEvent {
@@ -49,6 +51,7 @@ impl LiveEvent {
         match self {
             LiveEvent::Trigger { .. } => "trigger",
             LiveEvent::Notification { .. } => "notification",
+            LiveEvent::BotOrder(_) => "bot_order",
         }
     }
 }

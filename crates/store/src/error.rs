@@ -14,6 +14,10 @@ pub enum StoreError {
     /// written.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The resource changed since the caller read it (optimistic concurrency); nothing was
+    /// written: read it again and retry.
+    #[error("changed meanwhile: {0}")]
+    Stale(String),
     /// A stored value could not be read back.
     #[error("corrupt row: {0}")]
     Corrupt(String),

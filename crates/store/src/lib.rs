@@ -610,19 +610,39 @@ impl Store {
         }
     }
 
-    /// Replaces a bot (`bot.id`) and all its alerts in one transaction, unless it has an open
-    /// deal ([`StoreError::Conflict`]); `None` if it is not `user`'s.
+    /// Replaces a bot (`bot.id`) and all its alerts in one transaction; `None` if it is not
+    /// `user`'s. With `in_deal` `None`, only while no deal is open ([`StoreError::Conflict`]
+    /// otherwise); with `Some(version)` (a change allowed during a deal, its alerts computed
+    /// from the open deal of that version), only while that deal is open and the bot still at
+    /// `version` ([`StoreError::Stale`] otherwise).
     pub async fn replace_bot(
         &self,
         user: Uuid,
         bot: &NewBot,
+        in_deal: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<Option<BotRow>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(p) => bots::sqlite::replace_bot(p, self.limits, user, bot, now).await,
-            Backend::Postgres(p) => {
-                bots::postgres::replace_bot(p, self.limits, user, bot, now).await
+            Backend::Sqlite(p) => {
+                bots::sqlite::replace_bot(p, self.limits, user, bot, in_deal, now).await
             }
+            Backend::Postgres(p) => {
+                bots::postgres::replace_bot(p, self.limits, user, bot, in_deal, now).await
+            }
+        }
+    }
+
+    /// `user`'s bot orders recorded after `after`, oldest first: ordered by (created_at, id)
+    /// as [`Store::triggers_since`]. What a live client that reconnects catches up with.
+    pub async fn bot_orders_since(
+        &self,
+        user: Uuid,
+        after: Cursor,
+        limit: u32,
+    ) -> Result<Vec<BotOrderRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => bots::sqlite::bot_orders_since(p, user, after, limit).await,
+            Backend::Postgres(p) => bots::postgres::bot_orders_since(p, user, after, limit).await,
         }
     }
 
@@ -663,27 +683,33 @@ impl Store {
         }
     }
 
-    /// Sets the bot's status and applies `updates` to its alerts, in one transaction.
+    /// Sets the bot's status and applies `updates` (computed from the bot at
+    /// `expected_version`) to its alerts, in one transaction; [`StoreError::Stale`] if the bot
+    /// changed since.
     pub async fn set_bot_status(
         &self,
         user: Uuid,
         id: Uuid,
         status: BotStatus,
         updates: &[BotAlertUpdate],
+        expected_version: i64,
         now: DateTime<Utc>,
     ) -> Result<Option<BotRow>, StoreError> {
         match &self.backend {
             Backend::Sqlite(p) => {
-                bots::sqlite::set_bot_status(p, user, id, status, updates, now).await
+                bots::sqlite::set_bot_status(p, user, id, status, updates, expected_version, now)
+                    .await
             }
             Backend::Postgres(p) => {
-                bots::postgres::set_bot_status(p, user, id, status, updates, now).await
+                bots::postgres::set_bot_status(p, user, id, status, updates, expected_version, now)
+                    .await
             }
         }
     }
 
     /// Records a fill with its deal, alert changes and deal counter in one transaction, once
-    /// per client order id (service path).
+    /// per client order id, and only while the bot is at the fill's `expected_version`
+    /// ([`FillRecorded::Stale`] otherwise) (service path).
     pub async fn record_bot_fill(
         &self,
         fill: &BotFill,

@@ -894,7 +894,7 @@ pub async fn last_fired_bars(pool: &SqlitePool) -> Result<Vec<(Uuid, DateTime<Ut
 /// The bounds that select, in milliseconds, exactly the rows whose `(time, id)` is after
 /// `c` in microseconds: `(ms, id)` when the cursor falls on a whole millisecond, else every
 /// row of later milliseconds (no uuid sorts after the maximum).
-fn after_millis(c: crate::Cursor) -> (i64, String) {
+pub(crate) fn after_millis(c: crate::Cursor) -> (i64, String) {
     if c.at.timestamp_subsec_nanos().is_multiple_of(1_000_000) {
         (ms(c.at), c.id.to_string())
     } else {

@@ -145,6 +145,8 @@ async fn seed_bot(store: &Store, user: Uuid) -> (Uuid, Uuid) {
             base_qty: 1.0,
             notional: 1.0,
             fee: 0.0,
+            average_price: 1.0,
+            realized_pnl: None,
         },
         deal: alert_store::DealWrite {
             number: 1,
@@ -161,6 +163,7 @@ async fn seed_bot(store: &Store, user: Uuid) -> (Uuid, Uuid) {
         },
         alerts: Vec::new(),
         deals_opened: 1,
+        expected_version: bot.version,
     };
     let alert_store::FillRecorded::New { deal_id, .. } =
         store.record_bot_fill(&fill, at(7)).await.unwrap()

@@ -2450,6 +2450,7 @@ async fn event_feed_queries_use_their_indexes(db: TestDb) -> TestResult {
     let feeds = [
         ("alert_triggers", "alert_triggers_user_created_idx"),
         ("notifications", "notifications_user_created_idx"),
+        ("bot_orders", "bot_orders_user_created_idx"),
     ];
     for (table, index) in feeds {
         let plan: String = if let Some(pool) = db.store.pg_pool() {
@@ -2496,6 +2497,7 @@ async fn event_feed_queries_use_their_indexes(db: TestDb) -> TestResult {
 store_test!(
     bots_are_created_with_their_alerts_scoped_and_limited,
     bot_fills_are_recorded_once_with_their_changes,
+    bot_changes_computed_from_a_stale_version_are_refused,
     deleting_a_bot_removes_its_alerts_deals_and_orders
 );
 
@@ -2582,6 +2584,8 @@ fn fill(
             base_qty: 1.0,
             notional: 100.0,
             fee: 0.1,
+            average_price: 100.0,
+            realized_pnl: None,
         },
         deal,
         alerts: vec![
@@ -2597,6 +2601,7 @@ fn fill(
             },
         ],
         deals_opened: 1,
+        expected_version: bot.version,
     }
 }
 
@@ -2647,7 +2652,16 @@ async fn bot_fills_are_recorded_once_with_their_changes(db: TestDb) -> TestResul
         (deal.id, deal.number, deal.filled.clone()),
         (deal_id, 1, vec![false, false])
     );
-    assert_eq!(s.get_bot(a, bot.id).await?.unwrap().deals_opened, 1);
+    let bot = s.get_bot(a, bot.id).await?.unwrap();
+    assert_eq!(bot.deals_opened, 1);
+    // A fill computed from the bot before that one is refused: it would overwrite the deal.
+    let mut stale = fill(&bot, "trigger-stale", open_deal(1));
+    stale.expected_version -= 1;
+    assert_eq!(
+        s.record_bot_fill(&stale, at(12)).await?,
+        alert_store::FillRecorded::Stale
+    );
+    assert_eq!(s.list_bot_orders(a, bot.id).await?.len(), 1);
     // A safety order, then the close: the same deal row, now closed.
     let mut so = open_deal(1);
     so.base_qty = 1.5;
@@ -2661,6 +2675,7 @@ async fn bot_fills_are_recorded_once_with_their_changes(db: TestDb) -> TestResul
         alert_store::FillRecorded::New { .. }
     ));
     assert_eq!(s.open_deal(bot.id).await?.unwrap().filled, [true, false]);
+    let bot = s.get_bot(a, bot.id).await?.unwrap();
     let mut closed = open_deal(1);
     closed.open = false;
     closed.closed_at = Some(at(30));
@@ -2668,6 +2683,8 @@ async fn bot_fills_are_recorded_once_with_their_changes(db: TestDb) -> TestResul
     closed.realized_pnl = Some(2.5);
     let mut f = fill(&bot, "trigger-3", closed);
     f.order.side = "sell".into();
+    f.order.role = "tp".into();
+    f.order.realized_pnl = Some(2.5);
     assert!(matches!(
         s.record_bot_fill(&f, at(30)).await?,
         alert_store::FillRecorded::New { .. }
@@ -2683,6 +2700,45 @@ async fn bot_fills_are_recorded_once_with_their_changes(db: TestDb) -> TestResul
     let sides: Vec<&str> = orders.iter().map(|o| o.side.as_str()).collect();
     assert_eq!(sides, ["buy", "buy", "sell"]);
     assert!(orders.iter().all(|o| o.deal_id == deal_id));
+    assert!(orders.iter().all(|o| o.deal_number == Some(1)));
+    assert_eq!(orders[2].realized_pnl, Some(2.5));
+    // The live events' replay: the user's orders after a cursor, in recording order.
+    let since = s
+        .bot_orders_since(
+            a,
+            alert_store::Cursor {
+                at: at(10),
+                id: orders[0].id,
+            },
+            10,
+        )
+        .await?;
+    assert_eq!(
+        since.iter().map(|o| o.id).collect::<Vec<_>>(),
+        [orders[1].id, orders[2].id]
+    );
+    let page = s
+        .bot_orders_since(
+            a,
+            alert_store::Cursor {
+                at: at(0),
+                id: Uuid::nil(),
+            },
+            2,
+        )
+        .await?;
+    assert_eq!(page, orders[..2]);
+    let others = s
+        .bot_orders_since(
+            user(),
+            alert_store::Cursor {
+                at: at(0),
+                id: Uuid::nil(),
+            },
+            10,
+        )
+        .await?;
+    assert!(others.is_empty());
     // Isolation, and a fill for a bot that is gone.
     assert!(s.list_deals(user(), bot.id).await?.is_empty());
     assert!(s.list_bot_orders(user(), bot.id).await?.is_empty());
@@ -2692,6 +2748,59 @@ async fn bot_fills_are_recorded_once_with_their_changes(db: TestDb) -> TestResul
         s.record_bot_fill(&ghost, at(40)).await?,
         alert_store::FillRecorded::NoBot
     );
+    Ok(())
+}
+
+/// Every change to a bot counts in its version; a change computed from another version (a
+/// fill or an edit that raced another) writes nothing.
+async fn bot_changes_computed_from_a_stale_version_are_refused(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let a = user();
+    let bot = s.create_bot(a, &new_bot(&ROLES), at(0)).await?;
+    assert_eq!(bot.version, 0);
+    let mut renamed = new_bot(&ROLES);
+    renamed.id = bot.id;
+    renamed.name = "renamed".into();
+    // Without a deal, a replacement needs no version; with one, it needs the current one.
+    let row = s.replace_bot(a, &renamed, None, at(1)).await?.unwrap();
+    assert_eq!((row.name.as_str(), row.version), ("renamed", 1));
+    let stale_during_idle = s.replace_bot(a, &renamed, Some(1), at(2)).await;
+    assert!(
+        matches!(stale_during_idle, Err(StoreError::Stale(_))),
+        "no deal is open: {stale_during_idle:?}"
+    );
+    let bot = s.get_bot(a, bot.id).await?.unwrap();
+    assert_eq!(bot.version, 1, "a refused change counts nothing");
+    s.record_bot_fill(&fill(&bot, "t-1", open_deal(1)), at(3))
+        .await?;
+    let bot = s.get_bot(a, bot.id).await?.unwrap();
+    assert_eq!(bot.version, 2);
+    let refused = s.replace_bot(a, &renamed, None, at(4)).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    let stale = s.replace_bot(a, &renamed, Some(1), at(4)).await;
+    assert!(matches!(stale, Err(StoreError::Stale(_))), "{stale:?}");
+    renamed.name = "during the deal".into();
+    let row = s.replace_bot(a, &renamed, Some(2), at(5)).await?.unwrap();
+    assert_eq!((row.name.as_str(), row.version), ("during the deal", 3));
+    assert_eq!(s.bot_alerts(a, bot.id).await?.len(), ROLES.len());
+    // Pause and resume carry the version they were computed from too.
+    let stale = s
+        .set_bot_status(a, bot.id, alert_store::BotStatus::Paused, &[], 2, at(6))
+        .await;
+    assert!(matches!(stale, Err(StoreError::Stale(_))), "{stale:?}");
+    let paused = s
+        .set_bot_status(a, bot.id, alert_store::BotStatus::Paused, &[], 3, at(6))
+        .await?
+        .unwrap();
+    assert_eq!(
+        (paused.status, paused.version),
+        (alert_store::BotStatus::Paused, 4)
+    );
+    // Another user's bot is not found, whatever the version.
+    assert_eq!(s.replace_bot(user(), &renamed, Some(4), at(7)).await?, None);
     Ok(())
 }
 

@@ -36,7 +36,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// The dispatcher's bot handler: DCA bots stored with the store, paper execution.
+/// The dispatcher's bot handler: DCA bots stored with the store, paper execution (a
+/// `dispatch` process has no live clients: `serve` builds its own, with its live hub).
 pub(crate) fn bot_handler(
     store: &alert_store::Store,
 ) -> std::sync::Arc<dyn alert_dispatch::BotHandler> {

@@ -224,6 +224,10 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
         live_only: !matches!(args.source, SourceKind::Replay),
         ..RunnerConfig::default()
     };
+    let live = LiveHub::default();
+    // One bot handler for the dispatcher and the API's "close deal now": bot orders are
+    // recorded and published in time order within the process.
+    let bots = alert_bots::live::StoreBots::with_live(store.clone(), Some(live.clone()));
     // serve runs the dispatcher too, unless told that `dispatch` processes send.
     let dispatcher = if http && !args.no_dispatch {
         let config = args.dispatch.config()?;
@@ -231,12 +235,11 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
         Some(Dispatcher::new(
             store.clone(),
             config,
-            Some(crate::commands::bot_handler(&store)),
+            Some(bots.clone() as std::sync::Arc<dyn alert_dispatch::BotHandler>),
         )?)
     } else {
         None
     };
-    let live = LiveHub::default();
     let (mut runner, wanted, readiness) = Runner::start(store.clone(), config).await?;
     let market = runner.market_handle();
     let runner = runner.with_outlets(Outlets {
@@ -282,6 +285,7 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
             secret_grace: args.webhook_secret_grace,
             market: Some(market),
             ingest,
+            bots,
         };
         app = app.merge(alert_api::router(
             api_state,

@@ -70,6 +70,9 @@ pub struct BotRow {
     pub status: BotStatus,
     /// Deals opened so far (the next deal's number is one more).
     pub deals_opened: i64,
+    /// Counts the bot's changes (fills, edits, pause/resume): a change computed from one
+    /// version is written only while the bot is still at it.
+    pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -117,6 +120,12 @@ pub struct BotOrderRow {
     pub base_qty: f64,
     pub notional: f64,
     pub fee: f64,
+    /// The deal's number, its average entry price after this order (buys) or at its close
+    /// (sells), and, on a closing order, the deal's realised P&L (`null` on orders recorded
+    /// before these were kept).
+    pub deal_number: Option<i64>,
+    pub average_price: Option<f64>,
+    pub realized_pnl: Option<f64>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -147,6 +156,10 @@ pub struct NewBotOrder {
     pub base_qty: f64,
     pub notional: f64,
     pub fee: f64,
+    /// The deal's average entry price after the order (buys) or at its close (sells).
+    pub average_price: f64,
+    /// The deal's realised P&L, on the order that closed it.
+    pub realized_pnl: Option<f64>,
 }
 
 /// What one of the bot's alerts becomes: its new JSON (a moved threshold) and status.
@@ -167,6 +180,8 @@ pub struct BotFill {
     pub alerts: Vec<BotAlertUpdate>,
     /// The bot's deal counter after the fill.
     pub deals_opened: i64,
+    /// The bot's version the fill was computed from ([`BotRow::version`]).
+    pub expected_version: i64,
 }
 
 /// What recording a fill did.
@@ -178,6 +193,9 @@ pub enum FillRecorded {
     },
     /// An order with this client order id exists: nothing was written.
     Duplicate,
+    /// The bot changed since the version the fill was computed from (another fill, an edit):
+    /// nothing was written; compute it again from the bot as it is now.
+    Stale,
     /// The bot is gone.
     NoBot,
 }
@@ -202,4 +220,38 @@ pub(crate) fn in_role_order(mut alerts: Vec<BotAlertRow>) -> Vec<BotAlertRow> {
             .then(a.alert.id.cmp(&b.alert.id))
     });
     alerts
+}
+
+/// A change computed from `expected` may be written: `row` is the bot after the change's
+/// `UPDATE` (which added one to its version).
+pub(crate) fn check_version(row: &BotRow, expected: i64) -> Result<(), StoreError> {
+    if row.version - 1 == expected {
+        Ok(())
+    } else {
+        Err(StoreError::Stale(format!(
+            "bot {} changed meanwhile (version {} ≠ {expected}): read it again and retry",
+            row.id,
+            row.version - 1
+        )))
+    }
+}
+
+/// Whether a replacement may go ahead: without a deal (`in_deal` `None`), or, for the changes
+/// allowed during a deal, computed from the bot's current version while its deal is open.
+pub(crate) fn check_replace(
+    row: &BotRow,
+    deal_open: bool,
+    in_deal: Option<i64>,
+) -> Result<(), StoreError> {
+    match in_deal {
+        None if deal_open => Err(StoreError::Conflict(
+            "the bot has an open deal: close it (or let it close) before changing the bot".into(),
+        )),
+        None => Ok(()),
+        Some(_) if !deal_open => Err(StoreError::Stale(format!(
+            "bot {}'s deal closed meanwhile: read it again and retry",
+            row.id
+        ))),
+        Some(expected) => check_version(row, expected),
+    }
 }

@@ -17,6 +17,7 @@ fn bot_row(row: &PgRow) -> Result<BotRow, StoreError> {
     let status: String = row.try_get("status")?;
     let deals: i32 = row.try_get("deals_opened")?;
     Ok(BotRow {
+        version: row.try_get("version")?,
         id: row.try_get("id")?,
         user_id: row.try_get("user_id")?,
         name: row.try_get("name")?,
@@ -65,6 +66,9 @@ fn order_row(row: &PgRow) -> Result<BotOrderRow, StoreError> {
         base_qty: row.try_get("base_qty")?,
         notional: row.try_get("notional")?,
         fee: row.try_get("fee")?,
+        deal_number: row.try_get::<Option<i32>, _>("deal_number")?.map(i64::from),
+        average_price: row.try_get("average_price")?,
+        realized_pnl: row.try_get("realized_pnl")?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -204,11 +208,13 @@ pub async fn set_bot_status(
     id: Uuid,
     status: BotStatus,
     updates: &[BotAlertUpdate],
+    expected_version: i64,
     now: DateTime<Utc>,
 ) -> Result<Option<BotRow>, StoreError> {
     let mut tx = as_user(pool, user).await?;
     let row = sqlx::query(
-        "UPDATE bots SET status = $1, updated_at = $2 WHERE id = $3 AND user_id = $4 RETURNING *",
+        "UPDATE bots SET status = $1, updated_at = $2, version = version + 1 \
+         WHERE id = $3 AND user_id = $4 RETURNING *",
     )
     .bind(status.as_str())
     .bind(now)
@@ -219,9 +225,11 @@ pub async fn set_bot_status(
     let Some(row) = row else {
         return Ok(None);
     };
+    let row = bot_row(&row)?;
+    super::check_version(&row, expected_version)?;
     update_alerts(&mut tx, id, updates, now).await?;
     tx.commit().await?;
-    bot_row(&row).map(Some)
+    Ok(Some(row))
 }
 
 async fn update_alerts(
@@ -254,13 +262,14 @@ pub async fn record_bot_fill(
     now: DateTime<Utc>,
 ) -> Result<FillRecorded, StoreError> {
     let mut tx = pool.begin().await?;
-    let bot: Option<Uuid> = sqlx::query_scalar("SELECT id FROM bots WHERE id = $1 FOR UPDATE")
-        .bind(fill.bot_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if bot.is_none() {
+    let version: Option<i64> =
+        sqlx::query_scalar("SELECT version FROM bots WHERE id = $1 FOR UPDATE")
+            .bind(fill.bot_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(version) = version else {
         return Ok(FillRecorded::NoBot);
-    }
+    };
     let seen: Option<Uuid> =
         sqlx::query_scalar("SELECT id FROM bot_orders WHERE client_order_id = $1")
             .bind(&fill.order.client_order_id)
@@ -268,6 +277,9 @@ pub async fn record_bot_fill(
             .await?;
     if seen.is_some() {
         return Ok(FillRecorded::Duplicate);
+    }
+    if version != fill.expected_version {
+        return Ok(FillRecorded::Stale);
     }
     let d = &fill.deal;
     let deal_id: Uuid = sqlx::query_scalar(
@@ -297,7 +309,8 @@ pub async fn record_bot_fill(
     let o = &fill.order;
     let order_id: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO bot_orders (bot_id, deal_id, user_id, client_order_id, role, side, price, \
-         base_qty, notional, fee, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         base_qty, notional, fee, created_at, deal_number, average_price, realized_pnl) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
          ON CONFLICT (client_order_id) DO NOTHING RETURNING id",
     )
     .bind(fill.bot_id)
@@ -311,6 +324,9 @@ pub async fn record_bot_fill(
     .bind(o.notional)
     .bind(o.fee)
     .bind(now)
+    .bind(d.number as i32)
+    .bind(o.average_price)
+    .bind(o.realized_pnl)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(order_id) = order_id else {
@@ -319,12 +335,14 @@ pub async fn record_bot_fill(
         return Ok(FillRecorded::Duplicate);
     };
     update_alerts(&mut tx, fill.bot_id, &fill.alerts, now).await?;
-    sqlx::query("UPDATE bots SET deals_opened = $1, updated_at = $2 WHERE id = $3")
-        .bind(fill.deals_opened as i32)
-        .bind(now)
-        .bind(fill.bot_id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE bots SET deals_opened = $1, updated_at = $2, version = version + 1 WHERE id = $3",
+    )
+    .bind(fill.deals_opened as i32)
+    .bind(now)
+    .bind(fill.bot_id)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(FillRecorded::New { order_id, deal_id })
 }
@@ -383,12 +401,13 @@ pub async fn replace_bot(
     limits: Limits,
     user: Uuid,
     bot: &NewBot,
+    in_deal: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<Option<BotRow>, StoreError> {
     let mut tx = as_user(pool, user).await?;
     let row = sqlx::query(
-        "UPDATE bots SET name = $1, pair = $2, timeframe = $3, definition = $4, updated_at = $5 \
-         WHERE id = $6 AND user_id = $7 RETURNING *",
+        "UPDATE bots SET name = $1, pair = $2, timeframe = $3, definition = $4, updated_at = $5, \
+         version = version + 1 WHERE id = $6 AND user_id = $7 RETURNING *",
     )
     .bind(&bot.name)
     .bind(bot.pair.as_str())
@@ -402,20 +421,39 @@ pub async fn replace_bot(
     let Some(row) = row else {
         return Ok(None);
     };
+    let row = bot_row(&row)?;
     let open: Option<Uuid> =
         sqlx::query_scalar("SELECT id FROM bot_deals WHERE bot_id = $1 AND status = 'open'")
             .bind(bot.id)
             .fetch_optional(&mut *tx)
             .await?;
-    if open.is_some() {
-        return Err(StoreError::Conflict(
-            "the bot has an open deal: close it (or let it close) before changing the bot".into(),
-        ));
-    }
+    super::check_replace(&row, open.is_some(), in_deal)?;
     delete_alerts(&mut tx, user, bot.id, now).await?;
     insert_alerts(&mut tx, limits, user, bot, now).await?;
     tx.commit().await?;
-    bot_row(&row).map(Some)
+    Ok(Some(row))
+}
+
+/// `user`'s bot orders recorded after `after`, oldest first (the live events' replay).
+pub async fn bot_orders_since(
+    pool: &PgPool,
+    user: Uuid,
+    after: crate::Cursor,
+    limit: u32,
+) -> Result<Vec<BotOrderRow>, StoreError> {
+    let mut tx = as_user(pool, user).await?;
+    let rows = sqlx::query(
+        "SELECT * FROM bot_orders WHERE user_id = $1 AND (created_at, id) > ($2, $3) \
+         ORDER BY created_at, id LIMIT $4",
+    )
+    .bind(user)
+    .bind(after.at)
+    .bind(after.id)
+    .bind(crate::model::page(limit))
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    rows.iter().map(order_row).collect()
 }
 
 /// Deletes the bot's alerts; their tombstones carry the caller's clock (as `delete_alert`'s

@@ -23,6 +23,7 @@ fn bot_row(row: &SqliteRow) -> Result<BotRow, StoreError> {
         definition: json(row, "definition")?,
         status: BotStatus::read(&status)?,
         deals_opened: row.try_get("deals_opened")?,
+        version: row.try_get("version")?,
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
     })
@@ -61,6 +62,9 @@ fn order_row(row: &SqliteRow) -> Result<BotOrderRow, StoreError> {
         base_qty: row.try_get("base_qty")?,
         notional: row.try_get("notional")?,
         fee: row.try_get("fee")?,
+        deal_number: row.try_get("deal_number")?,
+        average_price: row.try_get("average_price")?,
+        realized_pnl: row.try_get("realized_pnl")?,
         created_at: time(row, "created_at")?,
     })
 }
@@ -199,11 +203,13 @@ pub async fn set_bot_status(
     id: Uuid,
     status: BotStatus,
     updates: &[BotAlertUpdate],
+    expected_version: i64,
     now: DateTime<Utc>,
 ) -> Result<Option<BotRow>, StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let row = sqlx::query(
-        "UPDATE bots SET status = ?, updated_at = ? WHERE id = ? AND user_id = ? RETURNING *",
+        "UPDATE bots SET status = ?, updated_at = ?, version = version + 1 \
+         WHERE id = ? AND user_id = ? RETURNING *",
     )
     .bind(status.as_str())
     .bind(ms(now))
@@ -214,9 +220,11 @@ pub async fn set_bot_status(
     let Some(row) = row else {
         return Ok(None);
     };
+    let row = bot_row(&row)?;
+    super::check_version(&row, expected_version)?;
     update_alerts(&mut tx, id, updates, now).await?;
     tx.commit().await?;
-    bot_row(&row).map(Some)
+    Ok(Some(row))
 }
 
 async fn update_alerts(
@@ -248,13 +256,13 @@ pub async fn record_bot_fill(
 ) -> Result<FillRecorded, StoreError> {
     // BEGIN IMMEDIATE: one writer at a time, so the check and the insert cannot interleave.
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let bot: Option<String> = sqlx::query_scalar("SELECT id FROM bots WHERE id = ?")
+    let version: Option<i64> = sqlx::query_scalar("SELECT version FROM bots WHERE id = ?")
         .bind(fill.bot_id.to_string())
         .fetch_optional(&mut *tx)
         .await?;
-    if bot.is_none() {
+    let Some(version) = version else {
         return Ok(FillRecorded::NoBot);
-    }
+    };
     let seen: Option<String> =
         sqlx::query_scalar("SELECT id FROM bot_orders WHERE client_order_id = ?")
             .bind(&fill.order.client_order_id)
@@ -262,6 +270,9 @@ pub async fn record_bot_fill(
             .await?;
     if seen.is_some() {
         return Ok(FillRecorded::Duplicate);
+    }
+    if version != fill.expected_version {
+        return Ok(FillRecorded::Stale);
     }
     let d = &fill.deal;
     let deal_id: String = sqlx::query_scalar(
@@ -295,7 +306,8 @@ pub async fn record_bot_fill(
     let order_id = Uuid::new_v4();
     sqlx::query(
         "INSERT INTO bot_orders (id, bot_id, deal_id, user_id, client_order_id, role, side, price, \
-         base_qty, notional, fee, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         base_qty, notional, fee, created_at, deal_number, average_price, realized_pnl) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(order_id.to_string())
     .bind(fill.bot_id.to_string())
@@ -309,15 +321,20 @@ pub async fn record_bot_fill(
     .bind(o.notional)
     .bind(o.fee)
     .bind(ms(now))
+    .bind(d.number)
+    .bind(o.average_price)
+    .bind(o.realized_pnl)
     .execute(&mut *tx)
     .await?;
     update_alerts(&mut tx, fill.bot_id, &fill.alerts, now).await?;
-    sqlx::query("UPDATE bots SET deals_opened = ?, updated_at = ? WHERE id = ?")
-        .bind(fill.deals_opened)
-        .bind(ms(now))
-        .bind(fill.bot_id.to_string())
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE bots SET deals_opened = ?, updated_at = ?, version = version + 1 WHERE id = ?",
+    )
+    .bind(fill.deals_opened)
+    .bind(ms(now))
+    .bind(fill.bot_id.to_string())
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(FillRecorded::New { order_id, deal_id })
 }
@@ -374,12 +391,13 @@ pub async fn replace_bot(
     limits: Limits,
     user: Uuid,
     bot: &NewBot,
+    in_deal: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<Option<BotRow>, StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let row = sqlx::query(
-        "UPDATE bots SET name = ?, pair = ?, timeframe = ?, definition = ?, updated_at = ? \
-         WHERE id = ? AND user_id = ? RETURNING *",
+        "UPDATE bots SET name = ?, pair = ?, timeframe = ?, definition = ?, updated_at = ?, \
+         version = version + 1 WHERE id = ? AND user_id = ? RETURNING *",
     )
     .bind(&bot.name)
     .bind(bot.pair.as_str())
@@ -393,20 +411,40 @@ pub async fn replace_bot(
     let Some(row) = row else {
         return Ok(None);
     };
+    let row = bot_row(&row)?;
     let open: Option<String> =
         sqlx::query_scalar("SELECT id FROM bot_deals WHERE bot_id = ? AND status = 'open'")
             .bind(bot.id.to_string())
             .fetch_optional(&mut *tx)
             .await?;
-    if open.is_some() {
-        return Err(StoreError::Conflict(
-            "the bot has an open deal: close it (or let it close) before changing the bot".into(),
-        ));
-    }
+    super::check_replace(&row, open.is_some(), in_deal)?;
     delete_alerts(&mut tx, user, bot.id, now).await?;
     insert_alerts(&mut tx, limits, user, bot, now).await?;
     tx.commit().await?;
-    bot_row(&row).map(Some)
+    Ok(Some(row))
+}
+
+/// `user`'s bot orders recorded after `after`, oldest first (the live events' replay).
+pub async fn bot_orders_since(
+    pool: &SqlitePool,
+    user: Uuid,
+    after: crate::Cursor,
+    limit: u32,
+) -> Result<Vec<BotOrderRow>, StoreError> {
+    let (after_at, after_id) = crate::sqlite::after_millis(after);
+    let rows = sqlx::query(
+        "SELECT * FROM bot_orders WHERE user_id = ? \
+         AND (created_at > ? OR (created_at = ? AND id > ?)) \
+         ORDER BY created_at, id LIMIT ?",
+    )
+    .bind(user.to_string())
+    .bind(after_at)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(crate::model::page(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(order_row).collect()
 }
 
 /// Deletes the bot's alerts; their tombstones carry the caller's clock (as `delete_alert`'s
