@@ -995,6 +995,7 @@ async fn bots_over_http(postgres: bool) {
         (Method::POST, format!("{one}/resume")),
         (Method::GET, format!("{one}/deals")),
         (Method::GET, format!("{one}/orders")),
+        (Method::POST, format!("{one}/close")),
     ] {
         let (status, _) = c.call(method.clone(), &path, Some(&bob), None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}");
@@ -1002,9 +1003,21 @@ async fn bots_over_http(postgres: bool) {
     let (_, theirs) = c.call(Method::GET, "/v1/bots", Some(&bob), None).await;
     assert_eq!(theirs, json!([]));
 
+    // Alice watches her events; Bob his.
+    let mut events = sse_connect(&c, &alice, None).await;
+    let mut buf = String::new();
+    let mut bob_events = sse_connect(&c, &bob, None).await;
+
     // The entry fires on a pushed candle; the order and the open deal show up.
     tokio::time::sleep(Duration::from_millis(300)).await;
     push_candle(&c, 99.0).await;
+    let entry_event = sse_until(&mut events, &mut buf, |e| e.event == "bot_order").await;
+    assert_eq!(entry_event.data["type"], "bot_order");
+    assert_eq!(entry_event.data["role"], "entry");
+    assert_eq!(entry_event.data["side"], "buy");
+    assert_eq!(entry_event.data["price"], 99.0);
+    assert_eq!(entry_event.data["deal_number"], 1);
+    assert_eq!(entry_event.data["bot_id"], id.as_str());
     let orders = eventually(&c, &format!("{one}/orders"), &alice, |b| {
         b.as_array().is_some_and(|a| a.len() == 1)
     })
@@ -1021,12 +1034,43 @@ async fn bots_over_http(postgres: bool) {
         .call(Method::GET, &format!("{one}/deals"), Some(&alice), None)
         .await;
     assert_eq!(deals[0]["status"], "open", "{deals}");
-    // With a deal open, the bot cannot be changed.
-    let (status, e) = c.call(Method::PUT, &one, Some(&alice), Some(changed)).await;
+    // With a deal open, its ladder and sizes cannot change (the refusal names them)…
+    let mut ladder = changed.clone();
+    ladder["base_order"] = json!(200);
+    let (status, e) = c.call(Method::PUT, &one, Some(&alice), Some(ladder)).await;
     assert_eq!(
         (status, e["error"]["code"].clone()),
         (StatusCode::CONFLICT, json!("conflict"))
     );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("these may not: base_order")),
+        "{e}"
+    );
+    // …its take profit can, and moves at once from the deal's average price (99).
+    let mut wider = changed.clone();
+    wider["take_profit_pct"] = json!(3);
+    let (status, replaced) = c.call(Method::PUT, &one, Some(&alice), Some(wider)).await;
+    assert_eq!(status, StatusCode::OK, "{replaced}");
+    let (_, alerts) = c
+        .call(Method::GET, "/v1/alerts?status=active", Some(&alice), None)
+        .await;
+    let tp = alerts["items"]
+        .as_array()
+        .and_then(|a| {
+            a.iter().find(|x| {
+                x["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with("take profit"))
+            })
+        })
+        .cloned()
+        .unwrap_or_default();
+    let tp_price = tp["definition"]["conditions"][0]["compareValue"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    assert!((tp_price - 99.0 * 1.03).abs() < 1e-9, "{alerts}");
 
     // Pause: every alert paused; resume: the open deal's safety orders and take profit.
     let (status, paused) = c
@@ -1052,6 +1096,55 @@ async fn bots_over_http(postgres: bool) {
         Some(3),
         "{alerts}"
     );
+
+    // Close the deal now: a sell of everything at the last price, on the events stream as the
+    // order and the deal closed; once.
+    let (status, closed) = c
+        .call(Method::POST, &format!("{one}/close"), Some(&alice), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{closed}");
+    assert_eq!(closed["order"]["role"], "close");
+    assert_eq!(closed["order"]["side"], "sell");
+    assert_eq!(closed["order"]["price"], 99.0);
+    assert_eq!(closed["deal"]["status"], "closed");
+    assert_eq!(closed["deal"]["exit"], "closed_by_user");
+    let pnl = closed["deal"]["realized_pnl"].as_f64().unwrap_or(f64::NAN);
+    assert!(pnl < 0.0 && pnl > -1.0, "the fees: {closed}");
+    let sold = sse_until(&mut events, &mut buf, |e| e.event == "bot_order").await;
+    assert_eq!(sold.data["id"], closed["order"]["id"]);
+    let deal_closed = sse_until(&mut events, &mut buf, |_| true).await;
+    assert_eq!(deal_closed.event, "deal_closed");
+    assert_eq!(deal_closed.data["exit"], "closed_by_user");
+    assert_eq!(deal_closed.data["deal_id"], closed["deal"]["id"]);
+    assert_eq!(
+        deal_closed.data["realized_pnl"],
+        closed["deal"]["realized_pnl"]
+    );
+    let (status, e) = c
+        .call(Method::POST, &format!("{one}/close"), Some(&alice), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{e}");
+    // A client that reconnects after the entry gets the rest from the store, nothing twice.
+    let mut again = sse_connect(&c, &alice, Some(&entry_event.id)).await;
+    let mut again_buf = String::new();
+    let replayed = sse_until(&mut again, &mut again_buf, |_| true).await;
+    assert_eq!(
+        (replayed.event.as_str(), &replayed.data["id"]),
+        ("bot_order", &closed["order"]["id"])
+    );
+    let replayed = sse_until(&mut again, &mut again_buf, |_| true).await;
+    assert_eq!(
+        (replayed.event.as_str(), replayed.id.as_str()),
+        ("deal_closed", deal_closed.id.as_str())
+    );
+    // Bob's stream saw none of Alice's bot (a keep-alive or nothing at all).
+    let quiet = tokio::time::timeout(Duration::from_millis(300), bob_events.chunk()).await;
+    if let Ok(Ok(Some(bytes))) = quiet {
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("bot_order"),
+            "Bob got Alice's event"
+        );
+    }
 
     // Delete: the bot and its alerts are gone.
     let (status, _) = c.call(Method::DELETE, &one, Some(&alice), None).await;

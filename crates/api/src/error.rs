@@ -106,8 +106,14 @@ impl ApiError {
         )
     }
 
-    pub fn conflict(message: impl Into<String>) -> Self {
+    /// A limit on the user's resources would be exceeded.
+    pub fn limit_exceeded(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "limit_exceeded", message)
+    }
+
+    /// The change conflicts with the resource's state.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
