@@ -1111,7 +1111,8 @@ async fn bots_over_http(postgres: bool) {
     let pnl = closed["deal"]["realized_pnl"].as_f64().unwrap_or(f64::NAN);
     assert!(pnl < 0.0 && pnl > -1.0, "the fees: {closed}");
     let sold = sse_until(&mut events, &mut buf, |e| e.event == "bot_order").await;
-    assert_eq!(sold.data["id"], closed["order"]["id"]);
+    assert_eq!(sold.data["order_id"], closed["order"]["id"]);
+    assert_eq!(sold.id, sold.data["id"].as_str().unwrap_or_default());
     let deal_closed = sse_until(&mut events, &mut buf, |_| true).await;
     assert_eq!(deal_closed.event, "deal_closed");
     assert_eq!(deal_closed.data["exit"], "closed_by_user");
@@ -1129,7 +1130,7 @@ async fn bots_over_http(postgres: bool) {
     let mut again_buf = String::new();
     let replayed = sse_until(&mut again, &mut again_buf, |_| true).await;
     assert_eq!(
-        (replayed.event.as_str(), &replayed.data["id"]),
+        (replayed.event.as_str(), &replayed.data["order_id"]),
         ("bot_order", &closed["order"]["id"])
     );
     let replayed = sse_until(&mut again, &mut again_buf, |_| true).await;

@@ -97,7 +97,7 @@ pub fn routes() -> Router<ApiState> {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(events, websocket),
-    components(schemas(StreamEvent, EventData, BotOrderRow, WsReady, WsAuth, ErrorBody))
+    components(schemas(StreamEvent, EventData, WsReady, WsAuth, ErrorBody))
 )]
 pub struct Doc;
 
@@ -141,8 +141,25 @@ pub enum EventData {
         created_at: DateTime<Utc>,
     },
     /// A DCA bot's order filled (paper): `role` is `entry`, `so<n>`, `tp`, `sl` or `close`;
-    /// `average_price` is the deal's after a buy, at its close after a sell.
-    BotOrder(BotOrderRow),
+    /// `average_price` is the deal's after a buy, at its close after a sell; `realized_pnl`
+    /// on the order that closed the deal.
+    BotOrder {
+        order_id: Uuid,
+        bot_id: Uuid,
+        deal_id: Uuid,
+        deal_number: Option<i64>,
+        client_order_id: String,
+        role: String,
+        side: String,
+        price: f64,
+        base_qty: f64,
+        notional: f64,
+        fee: f64,
+        average_price: Option<f64>,
+        realized_pnl: Option<f64>,
+        /// When it was recorded.
+        recorded_at: DateTime<Utc>,
+    },
     /// A bot's deal closed (sent right after its closing order).
     DealClosed {
         deal_id: Uuid,
@@ -171,7 +188,7 @@ impl EventData {
         match self {
             EventData::Trigger { .. } => "trigger",
             EventData::Notification { .. } => "notification",
-            EventData::BotOrder(_) => "bot_order",
+            EventData::BotOrder { .. } => "bot_order",
             EventData::DealClosed { .. } => "deal_closed",
         }
     }
@@ -179,7 +196,7 @@ impl EventData {
     fn lane(&self) -> Lane {
         match self {
             EventData::Trigger { .. } | EventData::Notification { .. } => Lane::Alerts,
-            EventData::BotOrder(_) | EventData::DealClosed { .. } => Lane::Bots,
+            EventData::BotOrder { .. } | EventData::DealClosed { .. } => Lane::Bots,
         }
     }
 
@@ -190,7 +207,7 @@ impl EventData {
             EventData::Notification {
                 notification_id, ..
             } => *notification_id,
-            EventData::BotOrder(order) => order.id,
+            EventData::BotOrder { order_id, .. } => *order_id,
             EventData::DealClosed { deal_id, .. } => *deal_id,
         }
     }
@@ -198,11 +215,10 @@ impl EventData {
     /// When it was recorded.
     fn at(&self) -> DateTime<Utc> {
         match self {
-            EventData::Trigger { recorded_at, .. } | EventData::DealClosed { recorded_at, .. } => {
-                *recorded_at
-            }
+            EventData::Trigger { recorded_at, .. }
+            | EventData::BotOrder { recorded_at, .. }
+            | EventData::DealClosed { recorded_at, .. } => *recorded_at,
             EventData::Notification { created_at, .. } => *created_at,
-            EventData::BotOrder(order) => order.created_at,
         }
     }
 
@@ -212,7 +228,7 @@ impl EventData {
         match self {
             EventData::Trigger { trigger_id, .. } => (self.at(), *trigger_id, 0),
             EventData::Notification { trigger_id, .. } => (self.at(), *trigger_id, 1),
-            EventData::BotOrder(order) => (self.at(), order.id, 0),
+            EventData::BotOrder { order_id, .. } => (self.at(), *order_id, 0),
             EventData::DealClosed { order_id, .. } => (self.at(), *order_id, 1),
         }
     }
@@ -234,7 +250,23 @@ impl EventData {
             order_id: order.id,
             recorded_at: order.created_at,
         });
-        std::iter::once(EventData::BotOrder(order)).chain(closed)
+        let order = EventData::BotOrder {
+            order_id: order.id,
+            bot_id: order.bot_id,
+            deal_id: order.deal_id,
+            deal_number: order.deal_number,
+            client_order_id: order.client_order_id,
+            role: order.role,
+            side: order.side,
+            price: order.price,
+            base_qty: order.base_qty,
+            notional: order.notional,
+            fee: order.fee,
+            average_price: order.average_price,
+            realized_pnl: order.realized_pnl,
+            recorded_at: order.created_at,
+        };
+        std::iter::once(order).chain(closed)
     }
 
     fn from_trigger(r: RecordedTrigger) -> Self {
