@@ -14,18 +14,16 @@ difference; exits 1 if any value differs by more than 1e-9 (relative to the larg
 values and the column's mean magnitude) or if the first valid bar differs.
 """
 import csv
-import datetime as dt
-import glob
 import io
 import math
-import os
 import subprocess
 import sys
 import tempfile
-import zipfile
 
 import numpy as np
 import talib
+
+from fetch_candles import fetch  # this script's directory is on sys.path
 
 BIN = sys.argv[1] if len(sys.argv) > 1 else "target/release/alert-runner"
 
@@ -49,30 +47,9 @@ SPECS = {
 }
 
 
-def fetch():
-    tmp = tempfile.mkdtemp(prefix="ar-realdata-")
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, "backtesting"], check=True)
-    wheel = glob.glob(os.path.join(tmp, "backtesting-*.whl"))[0]
-    out = {}
-    with zipfile.ZipFile(wheel) as z:
-        for name in ["EURUSD", "GOOG", "BTCUSD"]:
-            text = z.read(f"backtesting/test/{name}.csv").decode()
-            rows = list(csv.reader(io.StringIO(text)))[1:]
-            path = os.path.join(tmp, f"{name}.csv")
-            with open(path, "w") as f:
-                f.write("open_time_ms,open,high,low,close,volume\n")
-                for r in rows:
-                    t = dt.datetime.fromisoformat(r[0]).replace(tzinfo=dt.timezone.utc)
-                    o, h, l, c, v = (float(x) for x in r[1:6])
-                    h, l = max(h, o, c), min(l, o, c)  # a few source rows have close outside [low, high]
-                    f.write(f"{int(t.timestamp() * 1000)},{o!r},{h!r},{l!r},{c!r},{v!r}\n")
-            out[name] = path
-    return out
-
-
 def main():
     failed = False
-    for name, path in fetch().items():
+    for name, path in fetch(tempfile.mkdtemp(prefix="ar-realdata-")).items():
         data = np.genfromtxt(path, delimiter=",", skip_header=1)
         o, h, l, c, v = (np.ascontiguousarray(data[:, i]) for i in range(1, 6))
         args = [BIN, "indicators", "--candles", path]

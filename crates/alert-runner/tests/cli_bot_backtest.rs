@@ -2,8 +2,10 @@
 //! rules (ladder prices, take profit from the average, one exit per deal), and a summary that
 //! adds up; a bad bot is refused with its field named.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use serde_json::Value;
 
@@ -14,15 +16,8 @@ fn path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-fn bot_backtest(bot: &PathBuf, symbol: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_alert-runner"))
-        .args(["bot-backtest", "--bot"])
-        .arg(bot)
-        .arg("--candles")
-        .arg(path(CANDLES))
-        .args(["--symbol", symbol, "--timeframe", "1h"])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run alert-runner: {e}"))
+fn bot_backtest(bot: &Path, symbol: &str) -> Output {
+    common::bot_backtest(bot, &path(CANDLES), symbol, "1h")
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -34,15 +29,8 @@ fn orders_follow_the_bot_and_the_summary_adds_up() {
     let out = bot_backtest(&path(BOT), "BTCUSDT");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect();
-    let Some((last, orders)) = lines.split_last() else {
-        panic!("no output")
-    };
-    let summary = &last["summary"];
-    assert!(summary.is_object(), "{last}");
+    let (orders, summary) = common::orders_and_summary(&out.stdout);
+    let summary = &summary;
     assert_eq!(summary["orders"].as_u64(), Some(orders.len() as u64));
     assert_eq!(summary["candles"], 15_000);
     let num = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
@@ -51,7 +39,7 @@ fn orders_follow_the_bot_and_the_summary_adds_up() {
     let ladder = [1.5, 1.5 + 2.1, 1.5 + 2.1 + 2.94, 1.5 + 2.1 + 2.94 + 4.116];
     let sizes = [50.0, 80.0, 128.0, 204.8];
     let (mut deals, mut entry, mut open, mut pnl, mut fees) = (0, 0.0, false, 0.0, 0.0);
-    for o in orders {
+    for o in &orders {
         fees += num(o, "fee");
         match o["role"].as_str() {
             Some("entry") => {
