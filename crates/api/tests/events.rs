@@ -124,7 +124,7 @@ async fn server_with(backend: Backend, hub: LiveHub) -> Server {
         secret_grace: Duration::from_secs(60),
         market: None,
         ingest: None,
-        bots: alert_bots::live::StoreBots::with_live(store.clone(), Some(hub.clone())),
+        bots: alert_bots::live::StoreBots::with_live(store.clone(), Some(hub.clone()), None),
     };
     let app = alert_api::router(state, &HttpConfig::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use alert_core::BarTime;
-use alert_dispatch::{BotAction, BotError, BotHandler, LiveEvent, LiveHub};
+use alert_dispatch::{BotAction, BotError, BotHandler, LiveEvent, LiveHub, Waker};
 use alert_engine::BarSnapshot;
 use alert_store::{
     AlertStatus, BotAlertUpdate, BotFill, BotOrderRow, BotRow, BotStatus, DealRow, DealWrite,
@@ -311,6 +311,8 @@ fn bar_of(payload: &Value) -> Option<BarSnapshot> {
 pub struct StoreBots {
     store: Store,
     live: Option<LiveHub>,
+    /// The in-process runner, woken after a fill so the alerts it armed apply at once.
+    runner: Option<Waker>,
     /// Held from taking a fill's time to publishing it, so this process records and publishes
     /// bot orders in time order (what the live events' resume ids rely on).
     recording: tokio::sync::Mutex<()>,
@@ -329,14 +331,16 @@ pub enum CloseOutcome {
 
 impl StoreBots {
     pub fn new(store: Store) -> Arc<Self> {
-        Self::with_live(store, None)
+        Self::with_live(store, None, None)
     }
 
-    /// A handler that publishes each new fill to `live`.
-    pub fn with_live(store: Store, live: Option<LiveHub>) -> Arc<Self> {
+    /// A handler that publishes each new fill to `live` and wakes `runner` to read the alert
+    /// changes it made.
+    pub fn with_live(store: Store, live: Option<LiveHub>, runner: Option<Waker>) -> Arc<Self> {
         Arc::new(Self {
             store,
             live,
+            runner,
             recording: tokio::sync::Mutex::new(()),
         })
     }
@@ -466,6 +470,9 @@ impl StoreBots {
                 bot = %fill.bot_id, role = %o.role, side = %o.side, price = o.price,
                 qty = o.base_qty, deal = fill.deal.number, "bot order filled (paper)"
             );
+            if let Some(runner) = &self.runner {
+                runner.wake();
+            }
             if let Some(live) = &self.live {
                 let mut row = order_row(fill, order_id, deal_id);
                 row.created_at = now;

@@ -292,7 +292,7 @@ async fn concurrent_fills_edits_and_a_close_by_hand(postgres: bool) {
     let bot = create_bot(&store, user, &def, Utc::now()).await.unwrap();
     let hub = LiveHub::default();
     let mut events = hub.subscribe(user);
-    let handler = StoreBots::with_live(store.clone(), Some(hub.clone()));
+    let handler = StoreBots::with_live(store.clone(), Some(hub.clone()), None);
     let alerts = store.bot_alerts(user, bot.id).await.unwrap();
     let entry = action(
         bot.id,

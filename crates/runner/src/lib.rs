@@ -131,6 +131,10 @@ pub struct Outlets {
     /// The in-process dispatcher, woken when deliveries were queued so it sends them at once
     /// rather than at its next poll.
     pub dispatcher: Option<alert_dispatch::Waker>,
+    /// Woken by in-process writers of alert changes (a bot's fill arming its next orders), so
+    /// the runner reads them at once rather than at its next poll (PostgreSQL also notifies;
+    /// SQLite cannot).
+    pub changes: Option<alert_dispatch::Waker>,
 }
 
 /// The closed bars of the feed timeframe an alert needs to be warm.
@@ -436,6 +440,7 @@ impl Runner {
         };
         // Market data questions: answered after each batch, and at once when idle.
         let mut queries = self.queries.take().map(|q| q.rx);
+        let changes = self.outlets.changes.clone();
         loop {
             tokio::select! {
                 biased;
@@ -459,6 +464,16 @@ impl Runner {
                     }
                     self.process(&mut batch).await?;
                     query::answer_waiting(&self.engine, &mut queries);
+                }
+                () = async {
+                    match &changes {
+                        Some(waker) => waker.notified().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let Err(e) = self.poll_changes().await {
+                        tracing::error!(error = %e, "reading alert changes failed");
+                    }
                 }
                 question = query::next(&mut queries) => match question {
                     Some(q) => query::answer(&self.engine, q),

@@ -205,6 +205,7 @@ async fn recorded_triggers_reach_live_clients_and_wake_the_dispatcher() {
     let runner = runner.with_outlets(alert_runtime::Outlets {
         live: Some(hub.clone()),
         dispatcher: Some(waker),
+        changes: None,
     });
     let (tx, rx) = mpsc::channel(64);
     let cancel = CancellationToken::new();

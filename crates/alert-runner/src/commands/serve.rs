@@ -227,7 +227,12 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
     let live = LiveHub::default();
     // One bot handler for the dispatcher and the API's "close deal now": bot orders are
     // recorded and published in time order within the process.
-    let bots = alert_bots::live::StoreBots::with_live(store.clone(), Some(live.clone()));
+    let runner_changes = alert_dispatch::Waker::default();
+    let bots = alert_bots::live::StoreBots::with_live(
+        store.clone(),
+        Some(live.clone()),
+        Some(runner_changes.clone()),
+    );
     // serve runs the dispatcher too, unless told that `dispatch` processes send.
     let dispatcher = if http && !args.no_dispatch {
         let config = args.dispatch.config()?;
@@ -245,6 +250,7 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
     let runner = runner.with_outlets(Outlets {
         live: Some(live.clone()),
         dispatcher: dispatcher.as_ref().map(Dispatcher::waker),
+        changes: Some(runner_changes),
     });
     let cancel = CancellationToken::new();
     on_shutdown_signal(cancel.clone());
