@@ -1,7 +1,9 @@
-//! The README's walk-through, run as written: the `sh` block after the `<!-- walkthrough`
+//! The README's walk-throughs, run as written: the `sh` block after a `<!-- walkthrough…`
 //! marker, in a fresh directory, with the built `alert-runner` first on PATH and only the port
-//! changed (8080 may be taken). It must start `serve` on the embedded defaults, mint a token,
-//! create an alert with `curl`, and print the trigger and notification from `/v1/events`.
+//! changed (8080 may be taken). The first must start `serve` on the embedded defaults, mint a
+//! token, create an alert with `curl`, and print the trigger and notification from
+//! `/v1/events`; the second must create a DCA bot and print its orders from `/v1/events` until
+//! a deal that averaged down closes at its take profit.
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -12,12 +14,12 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_alert-runner");
 const README: &str = include_str!("../../../README.md");
 
-/// The block the README marks as the walk-through.
-fn walkthrough() -> &'static str {
-    let Some(marker) = README.find("<!-- walkthrough") else {
-        panic!("README has no walk-through marker")
+/// The `sh` block after the README's `<!-- {marker}` comment.
+fn walkthrough(marker: &str) -> &'static str {
+    let Some(at) = README.find(&format!("<!-- {marker}:")) else {
+        panic!("README has no {marker} marker")
     };
-    let rest = &README[marker..];
+    let rest = &README[at..];
     let Some(open) = rest.find("```sh\n") else {
         panic!("no sh block after the marker")
     };
@@ -35,17 +37,25 @@ fn free_port() -> u16 {
         .unwrap_or(18_383)
 }
 
-#[test]
-fn the_readme_walkthrough_runs_as_written() {
-    let script = walkthrough();
-    assert!(
-        script.contains("alert-runner serve") && script.contains("$API/events"),
-        "{script}"
-    );
+/// What a walk-through left behind.
+struct Ran {
+    stdout: String,
+    /// `serve.log` in its directory.
+    log: String,
+    db: bool,
+    secret: bool,
+    /// stdout, and the tails of stderr and the log, for assertion messages.
+    context: String,
+}
+
+/// Runs a walk-through in a fresh directory, with the built binary first on PATH, the
+/// embedded defaults (no `ALERT_*` settings from this environment), and only the port changed;
+/// fails if it does not finish within `limit`.
+fn run(name: &str, script: &str, limit: Duration) -> Ran {
     let Some(bin_dir) = Path::new(BIN).parent() else {
         panic!("{BIN}")
     };
-    let dir = std::env::temp_dir().join(format!("ar-walkthrough-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("ar-{name}-{}", std::process::id()));
     assert!(std::fs::create_dir_all(&dir).is_ok());
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
@@ -78,7 +88,7 @@ fn the_readme_walkthrough_runs_as_written() {
     };
     let started = Instant::now();
     let mut status = None;
-    while started.elapsed() < Duration::from_secs(120) {
+    while started.elapsed() < limit {
         if let Ok(Some(s)) = child.try_wait() {
             status = Some(s);
             break;
@@ -109,8 +119,31 @@ fn the_readme_walkthrough_runs_as_written() {
     );
     assert!(
         status.is_some(),
-        "the walk-through did not finish in 120 s\n{context}"
+        "the walk-through did not finish in {limit:?}\n{context}"
     );
+    Ran {
+        stdout: out,
+        log,
+        db,
+        secret,
+        context,
+    }
+}
+
+#[test]
+fn the_readme_walkthrough_runs_as_written() {
+    let script = walkthrough("walkthrough");
+    assert!(
+        script.contains("alert-runner serve") && script.contains("$API/events"),
+        "{script}"
+    );
+    let Ran {
+        stdout: out,
+        log,
+        db,
+        secret,
+        context,
+    } = run("walkthrough", script, Duration::from_secs(120));
     assert!(
         db && secret,
         "SQLite and the JWT secret in the working directory\n{context}"
@@ -149,6 +182,74 @@ fn the_readme_walkthrough_runs_as_written() {
         log.lines()
             .any(|l| l.contains("alert fired") && l.contains(&fired_line)),
         "serve.log shows the trigger\n{context}"
+    );
+}
+
+/// The README's bot walk-through: a DCA bot created over the API on the embedded market,
+/// watched on `/v1/events` until a deal that averaged down closes at its take profit.
+#[test]
+fn the_readme_bot_walkthrough_runs_as_written() {
+    let script = walkthrough("walkthrough-bot");
+    assert!(
+        script.contains("alert-runner serve") && script.contains("$API/bots"),
+        "{script}"
+    );
+    let ran = run("walkthrough-bot", script, Duration::from_secs(180));
+    let context = &ran.context;
+    let mut lines = ran.stdout.lines();
+    let bot: serde_json::Value = lines
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no created bot printed\n{context}"));
+    let Some(bot_id) = bot["id"].as_str() else {
+        panic!("bot: {bot}\n{context}")
+    };
+    assert_eq!(bot["status"], "active", "{context}");
+    let events: Vec<serde_json::Value> = lines
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    assert!(
+        events.iter().all(|e| e["bot_id"] == bot_id),
+        "only the bot's events\n{context}"
+    );
+    // The last deal: entry, at least one safety order, take profit, closed — in that order,
+    // each buy lowering the average, the sale at or above the take profit, a profit after fees.
+    let Some(last) = events.last() else {
+        panic!("no bot events\n{context}")
+    };
+    assert_eq!(last["type"], "deal_closed", "{context}");
+    assert_eq!(last["exit"], "take_profit", "{context}");
+    let deal: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["type"] == "bot_order" && e["deal_id"] == last["deal_id"])
+        .collect();
+    let roles: Vec<&str> = deal.iter().filter_map(|e| e["role"].as_str()).collect();
+    assert_eq!(roles.first(), Some(&"entry"), "{roles:?}\n{context}");
+    assert_eq!(roles.last(), Some(&"tp"), "{roles:?}\n{context}");
+    let safety = &roles[1..roles.len() - 1];
+    assert!(
+        !safety.is_empty() && safety.iter().all(|r| r.starts_with("so")),
+        "averaged down: {roles:?}\n{context}"
+    );
+    let num = |e: &serde_json::Value, k: &str| e[k].as_f64().unwrap_or(f64::NAN);
+    let entry_price = num(deal[0], "price");
+    let average = num(deal[deal.len() - 2], "average_price");
+    assert!(
+        average < entry_price,
+        "{average} vs {entry_price}\n{context}"
+    );
+    let tp = deal[deal.len() - 1];
+    assert!(
+        num(tp, "price") >= average * 1.003 * (1.0 - 1e-12),
+        "{tp}\n{context}"
+    );
+    assert!(num(last, "realized_pnl") > 0.0, "{last}\n{context}");
+    assert_eq!(last["realized_pnl"], tp["realized_pnl"], "{context}");
+    assert!(
+        ran.log
+            .lines()
+            .any(|l| l.contains("bot order filled (paper)")),
+        "serve.log shows the fills\n{context}"
     );
 }
 
