@@ -137,11 +137,9 @@ impl ApiError {
 impl From<alert_store::StoreError> for ApiError {
     fn from(e: alert_store::StoreError) -> Self {
         match e {
-            alert_store::StoreError::Limit(message) => Self::conflict(message),
+            alert_store::StoreError::Limit(message) => Self::limit_exceeded(message),
             alert_store::StoreError::Conflict(message)
-            | alert_store::StoreError::Stale(message) => {
-                Self::new(StatusCode::CONFLICT, "conflict", message)
-            }
+            | alert_store::StoreError::Stale(message) => Self::conflict(message),
             other => Self::internal(other),
         }
     }

@@ -64,6 +64,33 @@
 mod rest;
 mod ws;
 
+/// The parsers of Binance's payloads, for the fuzz targets (`fuzz/`): whatever the exchange (or
+/// someone in its place) sends, they return a candle that holds the candle invariants or an
+/// error — never a panic.
+#[doc(hidden)]
+pub mod fuzzing {
+    use alert_core::{Candle, Timeframe};
+
+    /// A WebSocket text message: the kline it carries, if any.
+    pub fn ws_message(text: &str) -> Option<Candle> {
+        match super::ws::parse_message(text, Timeframe::M1) {
+            Ok(super::ws::Incoming::Kline(k)) => Some(k.candle),
+            _ => None,
+        }
+    }
+
+    /// A REST `klines` response body: the rows that parse.
+    pub fn rest_klines(body: &str) -> Vec<Candle> {
+        serde_json::from_str::<Vec<Vec<serde_json::Value>>>(body)
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|r| super::rest::parse_row(r, Timeframe::M1).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::future::Future;
