@@ -6,8 +6,8 @@
 //!   security on every user table as Supabase does it; user-facing calls run in a transaction
 //!   as role `authenticated` with the user's JWT claims set (as PostgREST does), so the
 //!   database itself refuses another user's rows. The runner and dispatcher use the service
-//!   path (no role switch: the connecting role owns the tables, which have RLS enabled but
-//!   not forced, or bypasses RLS). The connecting role must be able to `SET ROLE
+//!   path (no role switch): RLS is enabled and forced, so the connecting role must bypass it
+//!   (a superuser, `BYPASSRLS`, or Supabase's `postgres`). It must be able to `SET ROLE
 //!   authenticated` (Supabase's `postgres` can; the migrations grant it where they may).
 //!
 //! Times: SQLite keeps milliseconds, PostgreSQL microseconds; [`Cursor`]s keep microseconds.
