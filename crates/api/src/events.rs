@@ -235,12 +235,7 @@ impl EventData {
 
     /// A bot order's events: the order, and the deal it closed if it closed one.
     fn from_bot_order(order: BotOrderRow) -> impl Iterator<Item = Self> {
-        let exit = match order.role.as_str() {
-            "tp" => Some("take_profit"),
-            "sl" => Some("stop_loss"),
-            "close" => Some("closed_by_user"),
-            _ => None,
-        };
+        let exit = alert_bots::Role::exit_of_key(&order.role);
         let closed = exit.map(|exit| EventData::DealClosed {
             deal_id: order.deal_id,
             bot_id: order.bot_id,

@@ -35,6 +35,15 @@ impl Role {
         }
     }
 
+    /// The exit of a deal closed by an order of the role with this key (`bot_orders.role`);
+    /// `None` for buys.
+    pub fn exit_of_key(key: &str) -> Option<&'static str> {
+        [Self::TakeProfit, Self::StopLoss, Self::Close]
+            .into_iter()
+            .find(|r| r.key() == key)
+            .and_then(Self::exit)
+    }
+
     /// How a deal closed by this role's order ended (`bot_deals.exit`).
     pub fn exit(self) -> Option<&'static str> {
         match self {
