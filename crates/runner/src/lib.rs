@@ -6,12 +6,18 @@
 //! they produce are recorded in the store in one batch (trigger, notification and webhook
 //! outbox rows in one transaction, at most once per (alert, bar)), and the store's change feed
 //! is polled every `poll` so created, changed, paused and deleted alerts reach the engine.
+//!
+//! A store outage (PostgreSQL restarting, a dropped connection) does not stop the runner: the
+//! batch's triggers are kept and recording is retried with backoff until it succeeds (the
+//! source waits meanwhile: its channel fills), or, once shutdown was requested, for a grace
+//! period after which the runner stops with the error and logs what it could not record.
 
 mod convert;
 mod metrics_names;
 mod query;
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -66,6 +72,71 @@ impl Default for RunnerConfig {
             live_only: true,
             alerts_by_symbol_top: 50,
         }
+    }
+}
+
+/// The first wait before a failed store write is tried again; doubled after each failure up
+/// to [`STORE_RETRY_MAX`].
+const STORE_RETRY_FIRST: Duration = Duration::from_millis(100);
+const STORE_RETRY_MAX: Duration = Duration::from_secs(5);
+/// Once shutdown was requested, how long failed writes are still retried before the runner
+/// gives up on them (a supervisor's stop timeout is usually longer).
+const SHUTDOWN_STORE_GRACE: Duration = Duration::from_secs(10);
+
+/// Whether a store error may pass by itself (the database restarting, a dropped connection, a
+/// pool out of connections), so the write is worth retrying. The others (a limit, a conflict,
+/// a corrupt row, a configuration error) would fail the same way again.
+fn transient(e: &StoreError) -> bool {
+    matches!(e, StoreError::Database(_))
+}
+
+/// Runs a store write until it succeeds: transient errors are logged, counted in
+/// [`ERRORS`]`{kind="store"}` and retried with a doubling backoff; after `cancel`, for
+/// [`SHUTDOWN_STORE_GRACE`] more, then the last error is returned.
+async fn retry_store<T, F, Fut>(
+    what: &'static str,
+    cancel: &CancellationToken,
+    mut op: F,
+) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut wait = STORE_RETRY_FIRST;
+    let mut failures = 0u32;
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let e = match op().await {
+            Ok(v) => {
+                if failures > 0 {
+                    tracing::info!(what, failures, "store reachable again: written");
+                }
+                return Ok(v);
+            }
+            Err(e) if !transient(&e) => return Err(e),
+            Err(e) => e,
+        };
+        failures += 1;
+        metrics::counter!(ERRORS, "kind" => "store").increment(1);
+        if cancel.is_cancelled() {
+            let until = *deadline.get_or_insert_with(|| Instant::now() + SHUTDOWN_STORE_GRACE);
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::error!(what, failures, error = %e, "store still failing at shutdown: giving up");
+                return Err(e);
+            }
+            wait = wait.min(left);
+        }
+        tracing::warn!(
+            what, failures, error = %e, retry_in_ms = wait.as_millis() as u64,
+            "store write failed; keeping it and retrying"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            // Shutdown: one more try at once, then the grace applies.
+            () = cancel.cancelled(), if deadline.is_none() => {}
+        }
+        wait = (wait * 2).min(STORE_RETRY_MAX);
     }
 }
 
@@ -441,6 +512,9 @@ impl Runner {
         // Market data questions: answered after each batch, and at once when idle.
         let mut queries = self.queries.take().map(|q| q.rx);
         let changes = self.outlets.changes.clone();
+        // LISTEN ends when its connection does (the database restarted): polling covers the
+        // gap and each poll tick tries to listen again.
+        let relisten = notified.is_some();
         loop {
             tokio::select! {
                 biased;
@@ -452,7 +526,7 @@ impl Runner {
                     }
                 } => {
                     if note.is_none() {
-                        tracing::warn!("alert change notifications lost; polling only");
+                        tracing::warn!("alert change notifications lost; polling until LISTEN works again");
                         notified = None;
                     } else if let Err(e) = self.poll_changes().await {
                         tracing::error!(error = %e, "reading alert changes failed");
@@ -462,7 +536,7 @@ impl Runner {
                     if received == 0 {
                         break; // the source ended
                     }
-                    self.process(&mut batch).await?;
+                    self.process(&mut batch, &cancel).await?;
                     query::answer_waiting(&self.engine, &mut queries);
                 }
                 () = async {
@@ -483,6 +557,20 @@ impl Runner {
                     if let Err(e) = self.poll_changes().await {
                         tracing::error!(error = %e, "polling alert changes failed; retrying next tick");
                         metrics::counter!(ERRORS, "kind" => "store").increment(1);
+                    } else if relisten && notified.is_none() {
+                        match self.store.listen_alert_changes().await {
+                            Ok(stream) => {
+                                if stream.is_some() {
+                                    tracing::info!("listening for alert changes again");
+                                }
+                                notified = stream;
+                                // What changed between the old listener's end and this one.
+                                if let Err(e) = self.poll_changes().await {
+                                    tracing::error!(error = %e, "reading alert changes failed");
+                                }
+                            }
+                            Err(e) => tracing::debug!(error = %e, "LISTEN failed again; polling"),
+                        }
                     }
                 }
             }
@@ -490,14 +578,19 @@ impl Runner {
         // Shutdown: evaluate what was already received and record it.
         events.close();
         while events.recv_many(&mut batch, self.config.max_batch).await > 0 {
-            self.process(&mut batch).await?;
+            self.process(&mut batch, &cancel).await?;
         }
         tracing::info!(?self.stats, "runner stopped");
         Ok(self.stats)
     }
 
-    /// Feeds a batch of source events through the engine and records the triggers.
-    async fn process(&mut self, batch: &mut Vec<SourceEvent>) -> Result<(), RunnerError> {
+    /// Feeds a batch of source events through the engine and records the triggers (retrying
+    /// through store outages: the engine has moved on, so a dropped batch would be lost).
+    async fn process(
+        &mut self,
+        batch: &mut Vec<SourceEvent>,
+        cancel: &CancellationToken,
+    ) -> Result<(), RunnerError> {
         let mut fired = Vec::new();
         let mut expired = Vec::new();
         let mut out = Vec::new();
@@ -553,7 +646,14 @@ impl Runner {
                 .into_iter()
                 .filter_map(|t| trigger_to_record(&t, now).map(|r| (t, r)))
                 .unzip();
-            let results = self.store.record_triggers(&records, now).await?;
+            let store = &self.store;
+            let results = retry_store("record triggers", cancel, || {
+                store.record_triggers(&records, now)
+            })
+            .await
+            .inspect_err(|e| {
+                tracing::error!(triggers = records.len(), error = %e, "triggers NOT recorded");
+            })?;
             for ((t, record), r) in fired.iter().zip(&records).zip(&results) {
                 match r {
                     alert_store::Recorded::New {
@@ -589,7 +689,11 @@ impl Runner {
         let expired_any = !expired.is_empty();
         for id in expired {
             if let Ok(uuid) = Uuid::parse_str(id.as_str()) {
-                self.store.expire_alert(uuid, Utc::now()).await?;
+                let store = &self.store;
+                retry_store("expire alert", cancel, || {
+                    store.expire_alert(uuid, Utc::now())
+                })
+                .await?;
                 self.unload(uuid);
             }
         }
