@@ -105,6 +105,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::source::{Source, SourceError, SourceEvent, Wanted};
 
+/// The environment variable `alert-runner serve` reads, for tests only, to run the Binance
+/// source on [`Clock::from_test_spec`] instead of the system clock (hidden from `--help`; a
+/// warning is logged when it is set). The chaos test `chaos_market` uses it so a local
+/// exchange can play an hour of 1m bars in a minute; production never sets it.
+pub const TEST_CLOCK_ENV: &str = "ALERT_BINANCE_TEST_CLOCK";
+
 /// The wall clock the source reads to tell closed bars from the open one. Tests drive it by
 /// hand so a fake exchange can run on its own simulated time.
 #[derive(Clone)]
@@ -125,6 +131,42 @@ impl Clock {
     /// A clock that reads `f`.
     pub fn from_fn(f: impl Fn() -> BarTime + Send + Sync + 'static) -> Self {
         Self(Arc::new(f))
+    }
+
+    /// A clock that reads `market` when the system clock reads `wall_ms` and runs `speed`
+    /// times as fast: `market + (now − wall_ms) × speed`. For tests of the whole program: a
+    /// local exchange reading the same clock plays many 1m bars in seconds (see
+    /// [`TEST_CLOCK_ENV`]). Two processes given the same values agree to the millisecond,
+    /// since both read the system clock.
+    pub fn accelerated(market: BarTime, wall_ms: i64, speed: f64) -> Self {
+        Self(Arc::new(move || {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            BarTime::from_millis(market.millis() + ((now - wall_ms) as f64 * speed) as i64)
+        }))
+    }
+
+    /// Parses `MARKET_MS,WALL_MS,SPEED` (the value of [`TEST_CLOCK_ENV`]) into
+    /// [`Clock::accelerated`]; the speed must be above 0 and at most 10,000.
+    pub fn from_test_spec(spec: &str) -> Result<Self, SourceError> {
+        let bad = || {
+            SourceError::Other(format!(
+                "binance: test clock {spec:?}: expected MARKET_MS,WALL_MS,SPEED (e.g. 1700000000000,1760000000000,60)"
+            ))
+        };
+        let parts: Vec<&str> = spec.split(',').map(str::trim).collect();
+        let [market, wall, speed] = parts.as_slice() else {
+            return Err(bad());
+        };
+        let market: i64 = market.parse().map_err(|_| bad())?;
+        let wall: i64 = wall.parse().map_err(|_| bad())?;
+        let speed: f64 = speed.parse().map_err(|_| bad())?;
+        if !(speed > 0.0 && speed <= 10_000.0) {
+            return Err(bad());
+        }
+        Ok(Self::accelerated(BarTime::from_millis(market), wall, speed))
     }
 
     pub fn now(&self) -> BarTime {
@@ -582,6 +624,26 @@ mod tests {
             ..BinanceConfig::default()
         };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn test_clock_spec_runs_fast_from_its_origin_and_bad_specs_are_refused() {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let market = 1_700_000_000_000i64;
+        let Ok(clock) = Clock::from_test_spec(&format!("{market}, {}, 60", wall - 1_000)) else {
+            panic!("a good spec")
+        };
+        // One wall second (and a bit, for the time this test takes) is a market minute.
+        let ahead = clock.now().millis() - market;
+        assert!((60_000..70_000).contains(&ahead), "{ahead} ms ahead");
+        for bad in [
+            "", "1,2", "1,2,3,4", "a,2,3", "1,2,0", "1,2,-5", "1,2,NaN", "1,2,1e9",
+        ] {
+            assert!(Clock::from_test_spec(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

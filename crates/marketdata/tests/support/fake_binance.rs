@@ -3,8 +3,9 @@
 //! `Retry-After` on demand) and combined WebSocket streams `/stream?streams=...` (the real
 //! `{"stream": ..., "data": {"e": "kline", ...}}` messages, `SUBSCRIBE`, pings, drops).
 //!
-//! The market runs on a clock the test sets ([`FakeBinance::set_now`]); hand
-//! [`FakeBinance::clock`] to the source so both agree on which bar is open.
+//! The market runs on a clock the test sets ([`FakeBinance::set_now`]), or one it follows
+//! ([`FakeBinance::follow_clock`], e.g. the accelerated clock a `serve` process under test
+//! reads too); hand [`FakeBinance::clock`] to the source so both agree on which bar is open.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -63,7 +64,18 @@ struct Market {
 struct Shared {
     interval: Timeframe,
     now: AtomicI64,
+    /// When set, the market's time is this clock's and `now` is unused.
+    follow: Mutex<Option<Clock>>,
     market: Mutex<Market>,
+}
+
+impl Shared {
+    fn now_ms(&self) -> i64 {
+        match &*self.follow.lock().unwrap() {
+            Some(clock) => clock.now().millis(),
+            None => self.now.load(Ordering::SeqCst),
+        }
+    }
 }
 
 pub struct FakeBinance {
@@ -121,6 +133,7 @@ impl FakeBinance {
         let shared = Arc::new(Shared {
             interval,
             now: AtomicI64::new(now.millis()),
+            follow: Mutex::new(None),
             market: Mutex::new(Market::default()),
         });
         let app = axum::Router::new()
@@ -150,11 +163,17 @@ impl FakeBinance {
     /// The market's clock, for the source.
     pub fn clock(&self) -> Clock {
         let shared = self.shared.clone();
-        Clock::from_fn(move || BarTime::from_millis(shared.now.load(Ordering::SeqCst)))
+        Clock::from_fn(move || BarTime::from_millis(shared.now_ms()))
     }
 
     pub fn set_now(&self, t: BarTime) {
         self.shared.now.store(t.millis(), Ordering::SeqCst);
+    }
+
+    /// From now on the market's time is `clock`'s ([`FakeBinance::set_now`] no longer
+    /// matters): REST shows the bars opened by then, with no lag behind the client's clock.
+    pub fn follow_clock(&self, clock: Clock) {
+        *self.shared.follow.lock().unwrap() = Some(clock);
     }
 
     fn market(&self) -> std::sync::MutexGuard<'_, Market> {
@@ -326,7 +345,7 @@ async fn klines(
             "Data sent for parameter 'limit' is not valid.",
         );
     }
-    let now = shared.now.load(Ordering::SeqCst);
+    let now = shared.now_ms();
     let open_now = shared.interval.bar_open(BarTime::from_millis(now)).millis();
     let d = shared.interval.duration_ms();
     let (rows, weight) = {
