@@ -68,12 +68,19 @@ fn source(args: &RunArgs) -> anyhow::Result<Box<dyn Source>> {
             Box::new(replay)
         }
         SourceKind::Binance => {
-            let config = alert_marketdata::BinanceConfig {
+            let mut config = alert_marketdata::BinanceConfig {
                 rest_url: args.binance_rest_url.clone(),
                 ws_url: args.binance_ws_url.clone(),
                 interval: args.feed,
                 ..alert_marketdata::BinanceConfig::default()
             };
+            // Tests only (tests/chaos_market.rs): an accelerated clock shared with a local
+            // exchange. Deliberately not a flag, so it stays out of --help.
+            use alert_marketdata::binance::{Clock, TEST_CLOCK_ENV};
+            if let Ok(spec) = std::env::var(TEST_CLOCK_ENV) {
+                config.clock = Clock::from_test_spec(&spec)?;
+                tracing::warn!(%spec, "market data: binance on a TEST clock ({TEST_CLOCK_ENV}), not the system clock");
+            }
             tracing::info!(rest = %config.rest_url, ws = %config.ws_url, interval = %config.interval, "market data: binance");
             Box::new(alert_marketdata::Binance::new(config))
         }
