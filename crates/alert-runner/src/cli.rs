@@ -58,6 +58,11 @@ pub enum Command {
     BenchDispatch(BenchDispatchArgs),
     /// Apply the database migrations (they are also applied at start unless turned off).
     Migrate(DatabaseArgs),
+    /// The scale run: `serve` on a scratch PostgreSQL database next to --database-url with
+    /// --alerts alerts over --symbols symbols, a replayed 1m market at --speed for --minutes,
+    /// webhooks to a local receiver and API load from wrk; prints a table of peak RSS, round
+    /// latency, triggers per second, delivery backlog and API latency.
+    BenchServe(BenchServeArgs),
     /// Benchmark the engine on a deterministic synthetic market (1m candles, in memory) and
     /// print one JSON object with throughput, round latency and memory.
     Bench(BenchArgs),
@@ -460,6 +465,33 @@ fn indicators_help() -> String {
          Example:\n  alert-runner indicators --candles btc_1h.csv --indicator RSI --indicator 'MACD(12,26,9)'\n",
     );
     help
+}
+
+#[derive(Debug, Args)]
+pub struct BenchServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Active alerts, spread evenly over the symbols (100 per user).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub alerts: usize,
+    /// Symbols of the replayed market.
+    #[arg(long, default_value_t = 1_000)]
+    pub symbols: usize,
+    /// Wall-clock minutes the run lasts.
+    #[arg(long, default_value_t = 10.0)]
+    pub minutes: f64,
+    /// Replay speed: data time per wall time (10 = a 1m bar every 6 s).
+    #[arg(long, default_value_t = 10.0)]
+    pub speed: f64,
+    /// Share of the alerts that also send a webhook (to a local receiver).
+    #[arg(long, default_value_t = 0.05)]
+    pub webhook_share: f64,
+    /// API requests per second from wrk during the run (0: none).
+    #[arg(long, default_value_t = 200.0)]
+    pub api_rate: f64,
+    /// Seed of the market and the alert mix.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]

@@ -536,7 +536,9 @@ impl Runner {
                     if received == 0 {
                         break; // the source ended
                     }
+                    let round = Instant::now();
                     self.process(&mut batch, &cancel).await?;
+                    metrics::histogram!(ROUND_SECONDS).record(round.elapsed().as_secs_f64());
                     query::answer_waiting(&self.engine, &mut queries);
                 }
                 () = async {

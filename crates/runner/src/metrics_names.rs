@@ -8,6 +8,14 @@ use alert_core::Symbol;
 pub const CANDLES: &str = "alert_runner_candles_total";
 pub const CANDLES_REJECTED: &str = "alert_runner_candles_rejected_total";
 pub const EVALUATION_SECONDS: &str = "alert_runner_evaluation_seconds";
+/// One round: a batch of candle updates taken from the source together (with a replay, the
+/// symbols' bars of one minute, up to `max_batch`), evaluated, and its triggers recorded in
+/// one transaction. Exported as a histogram with [`ROUND_SECONDS_BUCKETS`].
+pub const ROUND_SECONDS: &str = "alert_runner_round_seconds";
+/// Bucket bounds of [`ROUND_SECONDS`] (seconds): fine below the 200 ms target.
+pub const ROUND_SECONDS_BUCKETS: &[f64] = &[
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0,
+];
 pub const ALERTS_ACTIVE: &str = "alert_runner_alerts_active";
 /// Active alerts per symbol (`symbol` label), for the top symbols by count only; the rest are
 /// summed under `symbol="other"` (see [`RunnerConfig::alerts_by_symbol_top`](crate::RunnerConfig)).

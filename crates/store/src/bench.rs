@@ -380,6 +380,49 @@ fn bench_trigger(
     }
 }
 
+/// One active alert for [`insert_active_alerts`]: its definition is the alert JSON.
+#[derive(Clone, Debug)]
+pub struct SeedAlert {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    pub symbol: String,
+    pub base_timeframe: String,
+    pub definition: String,
+}
+
+/// Inserts active alerts by direct SQL in one statement per call (PostgreSQL only): a
+/// benchmark's set-up, much faster than creating them one by one through the API. The
+/// definitions are stored as given: the runner parses them when it loads them.
+pub async fn insert_active_alerts(
+    store: &Store,
+    alerts: &[SeedAlert],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let Some(pool) = store.pg_pool() else {
+        return Err(StoreError::Config(
+            "the bulk alert insert needs PostgreSQL".to_owned(),
+        ));
+    };
+    let column = |f: fn(&SeedAlert) -> &str| alerts.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO alerts (id, user_id, name, symbol, base_timeframe, definition, status, created_at, updated_at) \
+         SELECT id, user_id, name, symbol, tf, definition::jsonb, 'active', $7, $7 \
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+              AS t(id, user_id, name, symbol, tf, definition)",
+    )
+    .bind(alerts.iter().map(|a| a.id).collect::<Vec<_>>())
+    .bind(alerts.iter().map(|a| a.user_id).collect::<Vec<_>>())
+    .bind(column(|a| &a.name))
+    .bind(column(|a| &a.symbol))
+    .bind(column(|a| &a.base_timeframe))
+    .bind(column(|a| &a.definition))
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Inserts `n` active alerts by direct SQL: `ALERTS_PER_USER` per user, spread over
 /// `SYMBOLS` symbols, each with [`DEFINITION`].
 async fn seed_alerts(store: &Store, n: u32, now: DateTime<Utc>) -> Result<(), StoreError> {

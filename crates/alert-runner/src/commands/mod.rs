@@ -4,6 +4,7 @@ mod alerts;
 mod backtest;
 mod bench;
 mod bench_dispatch;
+mod bench_serve;
 mod bot_backtest;
 mod dispatch;
 mod indicators;
@@ -24,6 +25,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::BenchStore(args) => bench::run_store(&args),
         Command::BenchDispatch(args) => bench_dispatch::run(&args),
+        Command::BenchServe(args) => bench_serve::run(&args),
         Command::Backtest(args) => backtest::run(&args),
         Command::BotBacktest(args) => bot_backtest::run(&args),
         Command::Migrate(args) => migrate::run(&args),

@@ -198,6 +198,13 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
     // Configuration errors first, before anything is opened.
     let ingest = ingest_source(args, http)?;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        // Round times as a histogram (cumulative buckets) rather than the default summary
+        // (quantiles over a sliding window): a whole run's p99 can be read off it.
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(alert_runtime::ROUND_SECONDS.to_owned()),
+            alert_runtime::ROUND_SECONDS_BUCKETS,
+        )
+        .context("configuring the metrics recorder")?
         .install_recorder()
         .context("installing the metrics recorder")?;
     let store = Store::connect(
