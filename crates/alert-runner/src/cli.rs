@@ -178,6 +178,9 @@ pub struct TokenArgs {
     pub ttl: std::time::Duration,
     #[arg(long, env = "SUPABASE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// The token's `iss` (when serve checks it with --jwt-issuer).
+    #[arg(long, env = "SUPABASE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -307,6 +310,21 @@ pub struct RunArgs {
     /// reads it too) — for the embedded default only.
     #[arg(long, env = "SUPABASE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Also require tokens' `iss` to be this (Supabase:
+    /// `https://<project>.supabase.co/auth/v1`); unset: `iss` is not checked.
+    #[arg(long, env = "SUPABASE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// When set, GET /metrics requires `Authorization: Bearer <this token>`; unset: /metrics
+    /// is open to anyone who can reach --listen.
+    #[arg(long, env = "ALERT_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// Longest time an API request may take to be answered (streams: until their headers),
+    /// in milliseconds; beyond: 503.
+    #[arg(long, env = "ALERT_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+    /// API requests handled at once, authenticated or not; beyond: 503 at once.
+    #[arg(long, env = "ALERT_MAX_REQUESTS_IN_FLIGHT", default_value_t = 1024)]
+    pub max_requests_in_flight: usize,
     /// Origins allowed to call the API from a browser (CORS), comma-separated; `*` for any.
     #[arg(long, env = "ALERT_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
@@ -358,6 +376,10 @@ pub struct DispatchArgs {
     /// Webhook attempts in flight per receiver host (host:port).
     #[arg(long, env = "ALERT_WEBHOOK_PER_HOST", default_value_t = 16)]
     pub webhook_per_host: usize,
+    /// Webhook attempts in flight per user (over all their hosts), so one user's slow
+    /// receivers cannot take every slot.
+    #[arg(long, env = "ALERT_WEBHOOK_PER_USER", default_value_t = 32)]
+    pub webhook_per_user: usize,
     /// How often the outbox is polled for due deliveries, in milliseconds (serve's runner
     /// also wakes its dispatcher at once).
     #[arg(long, env = "ALERT_DISPATCH_POLL_MS", default_value_t = 500)]
@@ -381,6 +403,9 @@ pub struct DispatchCommandArgs {
     /// HTTP listen address for /healthz and /metrics.
     #[arg(long, env = "ALERT_DISPATCH_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: String,
+    /// When set, GET /metrics requires `Authorization: Bearer <this token>`.
+    #[arg(long, env = "ALERT_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// Log format: json, text, or auto (text on a terminal).
     #[arg(long, env = "ALERT_LOG_FORMAT", default_value = "auto")]
     pub log_format: String,

@@ -4,8 +4,13 @@
 //! Tokens are checked as Supabase issues them: HS256 only (any other algorithm, `none`
 //! included, is refused), signed with the project's JWT secret (its UTF-8 bytes), `aud` =
 //! `authenticated`, `role` = `authenticated`, `sub` = the user's uuid, `exp` in the future and
-//! `nbf` (if present) in the past, with 30 s of leeway. Refusals say what kind of problem it
-//! was without echoing the token or anything in it.
+//! `nbf` (if present) in the past, with 30 s of leeway, and `iss` equal to the configured
+//! issuer when one is set ([`Auth::with_issuer`]). Refusals say what kind of problem it was
+//! without echoing the token or anything in it.
+//!
+//! The token is read from `Authorization: Bearer`; only the streaming routes
+//! ([`QUERY_TOKEN_PATHS`]: browsers' `EventSource` and WebSocket cannot set headers) also
+//! accept `?access_token=`, so tokens do not end up in proxies' access logs elsewhere.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -23,6 +28,9 @@ use crate::error::ApiError;
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
 pub const LEEWAY_SECS: u64 = 30;
 
+/// The routes that accept the token as `?access_token=` (besides the header).
+pub const QUERY_TOKEN_PATHS: &[&str] = &["/v1/events", "/v1/ws"];
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     #[serde(default)]
@@ -36,6 +44,8 @@ struct Claims {
     nbf: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     iat: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
 }
 
 /// Verifies tokens and the service key.
@@ -74,6 +84,8 @@ pub enum AuthError {
     Role,
     #[error("token has no valid `sub` (a user uuid)")]
     Subject,
+    #[error("token issuer is not accepted")]
+    Issuer,
     #[error("invalid service key")]
     ServiceKey,
 }
@@ -86,7 +98,8 @@ impl From<AuthError> for ApiError {
 
 impl Auth {
     /// `jwt_secret`: the Supabase project's JWT secret; `service_key`: the key of trusted
-    /// clients (`ALERT_SERVICE_KEY`), if any.
+    /// clients (`ALERT_SERVICE_KEY`), if any. The key is trimmed here, once, as the
+    /// presented key is (a blank key is no key).
     pub fn new(jwt_secret: &str, service_key: Option<String>) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECS;
@@ -96,8 +109,21 @@ impl Auth {
         Self {
             key: DecodingKey::from_secret(jwt_secret.as_bytes()),
             validation,
-            service_key,
+            service_key: service_key
+                .map(|k| k.trim().to_owned())
+                .filter(|k| !k.is_empty()),
         }
+    }
+
+    /// Also requires `iss` to be `issuer` (Supabase: `https://<project>.supabase.co/auth/v1`);
+    /// `None` or blank: `iss` is not checked.
+    pub fn with_issuer(mut self, issuer: Option<&str>) -> Self {
+        if let Some(iss) = issuer.map(str::trim).filter(|i| !i.is_empty()) {
+            self.validation.set_issuer(&[iss]);
+            self.validation
+                .set_required_spec_claims(&["exp", "aud", "sub", "iss"]);
+        }
+        self
     }
 
     /// The user a token names.
@@ -112,6 +138,8 @@ impl Auth {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
                 ErrorKind::ImmatureSignature => AuthError::NotYetValid,
                 ErrorKind::InvalidAudience => AuthError::Audience,
+                ErrorKind::InvalidIssuer => AuthError::Issuer,
+                ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => AuthError::Issuer,
                 ErrorKind::InvalidSignature => AuthError::Signature,
                 ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
                     AuthError::Algorithm
@@ -145,6 +173,16 @@ impl Auth {
 /// A token for `user`, valid for `ttl`, as Supabase would issue it (for `alert-runner token`
 /// and tests).
 pub fn mint(jwt_secret: &str, user: Uuid, ttl: Duration) -> Result<String, String> {
+    mint_with_issuer(jwt_secret, user, ttl, None)
+}
+
+/// [`mint`], with `iss` set to `issuer` if given.
+pub fn mint_with_issuer(
+    jwt_secret: &str,
+    user: Uuid,
+    ttl: Duration,
+    issuer: Option<&str>,
+) -> Result<String, String> {
     let now = chrono::Utc::now().timestamp();
     let claims = Claims {
         sub: Some(user.to_string()),
@@ -153,6 +191,7 @@ pub fn mint(jwt_secret: &str, user: Uuid, ttl: Duration) -> Result<String, Strin
         exp: now + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2),
         nbf: None,
         iat: Some(now),
+        iss: issuer.map(str::to_owned),
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -193,11 +232,14 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = ApiState::from_ref(state);
-        // Browsers cannot set headers on EventSource/WebSocket: those may pass the token as
-        // `?access_token=` (as Supabase Realtime does).
+        // Browsers cannot set headers on EventSource/WebSocket: those routes may pass the
+        // token as `?access_token=` (as Supabase Realtime does); no other route does.
         let token = match bearer(parts) {
             Ok(t) => t.to_owned(),
-            Err(e) => query_token(parts).ok_or(e)?,
+            Err(e) if QUERY_TOKEN_PATHS.contains(&parts.uri.path()) => {
+                query_token(parts).ok_or(e)?
+            }
+            Err(e) => return Err(e.into()),
         };
         let user = state.auth.verify(&token)?;
         state.rate.check(user)?;
@@ -399,7 +441,36 @@ mod tests {
     }
 
     #[test]
-    fn service_key_is_compared_whole() {
+    fn issuer_is_checked_when_configured() {
+        let auth = Auth::new(SECRET, None).with_issuer(Some("https://p.supabase.co/auth/v1"));
+        let mut claims = base();
+        assert_eq!(
+            auth.verify(&token(claims.clone(), Algorithm::HS256, SECRET)),
+            Err(AuthError::Issuer),
+            "no iss"
+        );
+        claims["iss"] = "https://other.supabase.co/auth/v1".into();
+        assert_eq!(
+            auth.verify(&token(claims.clone(), Algorithm::HS256, SECRET)),
+            Err(AuthError::Issuer)
+        );
+        claims["iss"] = "https://p.supabase.co/auth/v1".into();
+        assert!(
+            auth.verify(&token(claims, Algorithm::HS256, SECRET))
+                .is_ok()
+        );
+        let open = Auth::new(SECRET, None).with_issuer(Some("  "));
+        assert!(
+            open.verify(&token(base(), Algorithm::HS256, SECRET))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn service_key_is_trimmed_once_and_compared_whole() {
+        let auth = Auth::new(SECRET, Some(" service-key-0123456789\n".into()));
+        assert!(auth.is_service_key("service-key-0123456789"));
+        assert!(!Auth::new(SECRET, Some("   ".into())).is_service_key(""));
         let auth = Auth::new(SECRET, Some("service-key-0123456789".into()));
         assert!(auth.is_service_key("service-key-0123456789"));
         assert!(!auth.is_service_key("service-key-012345678"));

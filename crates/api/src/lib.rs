@@ -51,6 +51,49 @@ pub mod market;
 pub struct HttpConfig {
     /// Origins allowed by CORS (`*` for any); empty: no CORS headers.
     pub cors_origins: Vec<String>,
+    /// Longest time a request may take to be answered (a stream: until its response head);
+    /// beyond it `503 unavailable`. `None`: no limit.
+    pub request_timeout: Option<Duration>,
+    /// Requests handled at once, authenticated or not (token checks included); beyond it
+    /// `503 unavailable` at once, without queueing. 0: no limit.
+    pub max_in_flight: usize,
+}
+
+/// The request timeout and in-flight cap of [`HttpConfig`]: they bound what any client,
+/// authenticated or not, can make the server hold.
+#[derive(Clone)]
+struct Guard {
+    timeout: Option<Duration>,
+    slots: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+async fn guard(
+    axum::extract::State(g): axum::extract::State<Guard>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    // The permit is held until the response head is ready; a stream's body does not hold it.
+    let _permit = match &g.slots {
+        Some(slots) => match Arc::clone(slots).try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                return ApiError::unavailable("the server is busy: retry shortly").into_response();
+            }
+        },
+        None => None,
+    };
+    match g.timeout {
+        Some(limit) => match tokio::time::timeout(limit, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => ApiError::unavailable(format!(
+                "the request took longer than {} ms",
+                limit.as_millis()
+            ))
+            .into_response(),
+        },
+        None => next.run(request).await,
+    }
 }
 
 /// The OpenAPI document of every `/v1` route.
@@ -103,7 +146,15 @@ pub fn router(state: ApiState, http: &HttpConfig) -> axum::Router {
         )
         .fallback(|| std::future::ready(ApiError::not_found("route")))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .with_state(state);
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            Guard {
+                timeout: http.request_timeout,
+                slots: (http.max_in_flight > 0)
+                    .then(|| Arc::new(tokio::sync::Semaphore::new(http.max_in_flight))),
+            },
+            guard,
+        ));
     if let Some(cors) = cors(&http.cors_origins) {
         router = router.layer(cors);
     }

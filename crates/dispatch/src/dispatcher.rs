@@ -5,9 +5,10 @@
 //! every delivery is sent at least once and its `webhook-id` lets the receiver drop repeats.
 //! Completion is fenced by the lease: a worker that lost its lease records nothing.
 //!
-//! Concurrency: at most `max_in_flight` attempts per process and `per_host` per receiver
-//! host; a delivery whose host is busy is put back for `defer` without counting an attempt,
-//! so one slow receiver never takes the slots other receivers need.
+//! Concurrency: at most `max_in_flight` attempts per process, `per_host` per receiver host and
+//! `per_user` per user (over all of the user's hosts); a delivery whose host or user is busy is
+//! put back for `defer` without counting an attempt, so neither one slow receiver nor one
+//! user with many slow host names takes the slots other receivers and users need.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -42,6 +43,8 @@ pub struct DispatchConfig {
     pub max_in_flight: usize,
     /// Attempts in flight per receiver host (`host:port`).
     pub per_host: usize,
+    /// Attempts in flight per user, whatever the hosts (host names are free to make).
+    pub per_user: usize,
     /// Per-attempt timeout (connect + send + response).
     pub timeout: Duration,
     pub retry: RetryPolicy,
@@ -64,6 +67,7 @@ impl Default for DispatchConfig {
             lease: Duration::from_secs(60),
             max_in_flight: 256,
             per_host: 16,
+            per_user: 32,
             timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
             policy: AddressPolicy::default(),
@@ -115,6 +119,7 @@ struct Context {
     bots: Option<Arc<dyn BotHandler>>,
     secrets: Mutex<SecretCache>,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+    users: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
 }
 
 /// The dispatcher. [`Dispatcher::run`] drives it until cancelled.
@@ -140,6 +145,7 @@ impl Dispatcher {
                 bots,
                 secrets: Mutex::default(),
                 hosts: Mutex::default(),
+                users: Mutex::default(),
             }),
             waker: Waker::default(),
         })
@@ -270,17 +276,29 @@ fn host_key(url: &str) -> String {
 }
 
 fn host_permit(ctx: &Context, url: &str) -> Option<OwnedSemaphorePermit> {
+    keyed_permit(&ctx.hosts, host_key(url), ctx.config.per_host)
+}
+
+fn user_permit(ctx: &Context, user: Uuid) -> Option<OwnedSemaphorePermit> {
+    keyed_permit(&ctx.users, user, ctx.config.per_user)
+}
+
+/// A permit of `key`'s semaphore of `limit`, if one is free.
+fn keyed_permit<K: std::hash::Hash + Eq>(
+    map: &Mutex<HashMap<K, Arc<Semaphore>>>,
+    key: K,
+    limit: usize,
+) -> Option<OwnedSemaphorePermit> {
+    let limit = limit.max(1);
     let semaphore = {
-        let mut hosts = lock(&ctx.hosts);
-        if hosts.len() > 10_000 {
-            // Forget idle hosts so the map stays bounded.
-            let per_host = ctx.config.per_host.max(1);
-            hosts.retain(|_, s| s.available_permits() < per_host);
+        let mut map = lock(map);
+        if map.len() > 10_000 {
+            // Forget idle keys so the map stays bounded.
+            map.retain(|_, s| s.available_permits() < limit);
         }
         Arc::clone(
-            hosts
-                .entry(host_key(url))
-                .or_insert_with(|| Arc::new(Semaphore::new(ctx.config.per_host.max(1)))),
+            map.entry(key)
+                .or_insert_with(|| Arc::new(Semaphore::new(limit))),
         )
     };
     semaphore.try_acquire_owned().ok()
@@ -289,11 +307,13 @@ fn host_permit(ctx: &Context, url: &str) -> Option<OwnedSemaphorePermit> {
 fn start(ctx: &Arc<Context>, delivery: Delivery, tasks: &mut JoinSet<()>) {
     let ctx = Arc::clone(ctx);
     match delivery.kind {
-        DeliveryKind::Webhook if !delivery.disabled => match host_permit(&ctx, &delivery.url) {
-            Some(permit) => {
+        DeliveryKind::Webhook if !delivery.disabled => match user_permit(&ctx, delivery.user_id)
+            .and_then(|user| Some((user, host_permit(&ctx, &delivery.url)?)))
+        {
+            Some(permits) => {
                 tasks.spawn(async move {
                     send_webhook(&ctx, delivery).await;
-                    drop(permit);
+                    drop(permits);
                 });
             }
             None => {

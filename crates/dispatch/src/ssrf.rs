@@ -69,8 +69,11 @@ pub enum SsrfError {
     /// The port is not in the allowed list.
     #[error("webhook port {0} is not allowed")]
     Port(u16),
-    /// The host is, or resolves to, a forbidden address.
-    #[error("webhook host {host} is refused: {addr} is a forbidden address ({reason})")]
+    /// The host is, or resolves to, a forbidden address. The message names the address only
+    /// when the URL spells it (an IP literal): which internal address a name resolves to is
+    /// not the user's to learn (the kind of address is kept). `addr` keeps it for operators'
+    /// logs.
+    #[error("{}", forbidden_message(host, addr, reason))]
     Forbidden {
         /// The host as written in the URL (IPv6 literals in brackets).
         host: String,
@@ -88,6 +91,15 @@ pub enum SsrfError {
     /// A setting (environment variable) is invalid.
     #[error("invalid webhook address setting: {0}")]
     Config(String),
+}
+
+fn forbidden_message(host: &str, addr: &IpAddr, reason: &str) -> String {
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    if literal.parse::<IpAddr>().is_ok_and(|ip| ip == *addr) {
+        format!("webhook host {host} is refused: {addr} is a forbidden address ({reason})")
+    } else {
+        format!("webhook host {host} is refused: it resolves to a non-public address ({reason})")
+    }
 }
 
 impl SsrfError {

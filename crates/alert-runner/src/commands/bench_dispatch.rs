@@ -441,6 +441,7 @@ async fn dispatch(
         max_in_flight: concurrency,
         // One receiver host: it may have every request in flight.
         per_host: concurrency,
+        per_user: concurrency,
         policy: AddressPolicy {
             allow_private: true,
             allowed_ports: None,

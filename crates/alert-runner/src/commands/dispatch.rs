@@ -11,7 +11,9 @@ use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{DispatchArgs, DispatchCommandArgs, WebhookPolicyArgs};
-use crate::commands::serve::{healthz, init_logging, on_shutdown_signal};
+use crate::commands::serve::{
+    healthz, init_logging, metrics_route, on_shutdown_signal, redact_url,
+};
 
 impl WebhookPolicyArgs {
     /// The SSRF policy for webhook URLs.
@@ -37,6 +39,7 @@ impl DispatchArgs {
             poll: Duration::from_millis(self.dispatch_poll_ms.max(10)),
             max_in_flight: self.dispatch_concurrency.max(1),
             per_host: self.webhook_per_host.max(1),
+            per_user: self.webhook_per_user.max(1),
             timeout,
             // A lease outlives the attempt it covers, with room for recording it.
             lease: (timeout * 3).max(Duration::from_secs(30)),
@@ -58,6 +61,7 @@ impl DispatchArgs {
             worker = %config.worker,
             concurrency = config.max_in_flight,
             per_host = config.per_host,
+            per_user = config.per_user,
             timeout_ms = config.timeout.as_millis() as u64,
             attempts = config.retry.max_attempts(),
             "dispatcher configured"
@@ -90,7 +94,7 @@ async fn dispatch(args: &DispatchCommandArgs) -> anyhow::Result<()> {
         },
     )
     .await
-    .with_context(|| format!("opening {}", args.database.database_url))?;
+    .with_context(|| format!("opening {}", redact_url(&args.database.database_url)))?;
     args.dispatch.log(&config);
     // Bot actions stay queued for a process with a bot handler (the bots module).
     let dispatcher = Dispatcher::new(
@@ -102,7 +106,7 @@ async fn dispatch(args: &DispatchCommandArgs) -> anyhow::Result<()> {
     on_shutdown_signal(cancel.clone());
     let app = Router::new().route("/healthz", get(healthz)).route(
         "/metrics",
-        get(move || std::future::ready(metrics.render())),
+        metrics_route(metrics, args.metrics_token.as_deref()),
     );
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -154,6 +154,79 @@ pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
+/// A database URL fit to print: the password (in the user info or a `password=` query
+/// parameter) replaced by `***`; scheme, user, host, port and database kept.
+pub(crate) fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{authority}{tail}"),
+        None => format!("{authority}{tail}"),
+    }
+}
+
+/// `GET /metrics`: the Prometheus text, behind `Authorization: Bearer <token>` when a token
+/// is configured (compared in constant time).
+pub(crate) fn metrics_route(
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+    token: Option<&str>,
+) -> axum::routing::MethodRouter {
+    let token = token
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned);
+    get(move |headers: axum::http::HeaderMap| {
+        let allowed = match &token {
+            None => true,
+            Some(expected) => headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .is_some_and(|given| {
+                    alert_dispatch::sign::constant_time_eq(
+                        given.trim().as_bytes(),
+                        expected.as_bytes(),
+                    )
+                }),
+        };
+        let response = if allowed {
+            handle.render().into_response()
+        } else {
+            (
+                StatusCode::UNAUTHORIZED,
+                [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                "metrics need Authorization: Bearer <ALERT_METRICS_TOKEN>",
+            )
+                .into_response()
+        };
+        std::future::ready(response)
+    })
+}
+
 async fn readyz(State(ready): State<Readiness>) -> impl IntoResponse {
     if ready.is_ready() {
         (StatusCode::OK, "ready")
@@ -219,7 +292,7 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
         },
     )
     .await
-    .with_context(|| format!("opening {}", args.database.database_url))?;
+    .with_context(|| format!("opening {}", redact_url(&args.database.database_url)))?;
     tracing::info!(backend = ?store.kind(), "store open");
     if args
         .demo
@@ -290,12 +363,15 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
             .with_state(readiness)
             .route(
                 "/metrics",
-                get(move || std::future::ready(metrics.render())),
+                metrics_route(metrics, args.metrics_token.as_deref()),
             );
         let jwt_secret = crate::commands::token::jwt_secret(args.jwt_secret.as_deref())?;
         let api_state = alert_api::ApiState {
             store: store.clone(),
-            auth: std::sync::Arc::new(alert_api::Auth::new(&jwt_secret, args.service_key.clone())),
+            auth: std::sync::Arc::new(
+                alert_api::Auth::new(&jwt_secret, args.service_key.clone())
+                    .with_issuer(args.jwt_issuer.as_deref()),
+            ),
             rate: std::sync::Arc::new(alert_api::RateLimiter::new(
                 args.rate_limit,
                 (args.rate_limit * 2.0).ceil().clamp(1.0, 1e6) as u32,
@@ -311,6 +387,9 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
             api_state,
             &alert_api::HttpConfig {
                 cors_origins: args.cors_origins.clone(),
+                request_timeout: (args.request_timeout_ms > 0)
+                    .then(|| Duration::from_millis(args.request_timeout_ms)),
+                max_in_flight: args.max_requests_in_flight,
             },
         ));
         let addr: SocketAddr = args
@@ -361,4 +440,32 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
         "stopped"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn database_urls_are_printed_without_their_password() {
+        for (url, shown) in [
+            (
+                "postgres://app:s3cr%40t@db.example.com:5432/alerts?sslmode=require",
+                "postgres://app:***@db.example.com:5432/alerts?sslmode=require",
+            ),
+            (
+                "postgresql://app:p@ss@host/db",
+                "postgresql://app:***@host/db",
+            ),
+            (
+                "postgres://app@host/db?password=hunter2&sslmode=disable",
+                "postgres://app@host/db?password=***&sslmode=disable",
+            ),
+            ("postgres://host/db", "postgres://host/db"),
+            ("sqlite://./alert-runner.db", "sqlite://./alert-runner.db"),
+            ("user:pw@host", "user:***@host"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
 }

@@ -58,8 +58,9 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 
 pub fn run(args: &TokenArgs) -> anyhow::Result<()> {
     let secret = jwt_secret(args.jwt_secret.as_deref())?;
-    let token = alert_api::auth::mint(&secret, args.user, args.ttl)
-        .map_err(|e| anyhow::anyhow!("minting the token: {e}"))?;
+    let token =
+        alert_api::auth::mint_with_issuer(&secret, args.user, args.ttl, args.jwt_issuer.as_deref())
+            .map_err(|e| anyhow::anyhow!("minting the token: {e}"))?;
     println!("{token}");
     Ok(())
 }
