@@ -17,7 +17,8 @@
 //! runner rejected no candle as stale or duplicate (the source never sent a closed bar twice
 //! or out of order), every webhook delivery is `delivered`, and the receiver got exactly the
 //! deliveries' `webhook-id`s, each with a valid Standard Webhooks signature (repeats are
-//! counted and deduplicated by id).
+//! counted and deduplicated by id). The `serve` logs are kept (their paths printed) when the
+//! test fails, or with `ALERT_CHAOS_KEEP_LOGS=1`.
 //!
 //! Time. The feed is 1m bars and the Binance source asks a clock which bars have closed (to
 //! size its REST backfills after a reconnect or a hole). On the system clock a test of a
