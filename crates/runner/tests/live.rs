@@ -264,3 +264,128 @@ async fn recorded_triggers_reach_live_clients_and_wake_the_dispatcher() {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
 }
+
+fn alert_on(symbol: &str, name: &str, condition: serde_json::Value) -> NewAlert {
+    let Ok(sym) = Symbol::new(symbol) else {
+        panic!("symbol")
+    };
+    NewAlert {
+        name: name.to_owned(),
+        symbol: sym,
+        base_timeframe: Timeframe::M1,
+        definition: serde_json::json!({
+            "name": name, "symbol": symbol, "base_timeframe": "1m",
+            "conditions": [condition], "action": {"type": "notify"}
+        }),
+        status: AlertStatus::Active,
+    }
+}
+
+/// The symbols (and history) the source is asked for follow alerts as they come and go: a
+/// symbol's warm-up is its longest alert's, a symbol without alerts is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wanted_symbols_follow_alert_changes() {
+    let path = std::env::temp_dir().join(format!("ar-wanted-{}.db", uuid::Uuid::new_v4()));
+    let url = format!("sqlite://{}", path.display());
+    let Ok(store) = Store::connect(&url, StoreOptions::default()).await else {
+        panic!("open")
+    };
+    let now = chrono::Utc::now();
+    let price = serde_json::json!({"id": "p", "type": "price", "operator": ">", "compareValue": 1});
+    let rsi = serde_json::json!({"id": "r", "type": "indicator", "indicator": "RSI",
+        "operator": "<", "compareValue": 30, "settings": {"length": 100}});
+    let mut ids = Vec::new();
+    for (symbol, name, condition) in [
+        ("BTCUSDT", "btc price", &price),
+        ("BTCUSDT", "btc rsi", &rsi),
+        ("BTCUSDT", "btc price 2", &price),
+        ("ETHUSDT", "eth price", &price),
+    ] {
+        let Ok(row) = store
+            .create_alert(USER, &alert_on(symbol, name, condition.clone()), now)
+            .await
+        else {
+            panic!("create {name}")
+        };
+        ids.push(row.id);
+    }
+    let Ok((mut runner, wanted, _ready)) = Runner::start(
+        store.clone(),
+        RunnerConfig {
+            history_bars: 1,
+            live_only: false,
+            ..RunnerConfig::default()
+        },
+    )
+    .await
+    else {
+        panic!("start")
+    };
+    let (Ok(btc), Ok(eth)) = (Symbol::new("BTCUSDT"), Symbol::new("ETHUSDT")) else {
+        panic!("symbols")
+    };
+    let at_start = wanted.borrow().clone();
+    assert_eq!(at_start.len(), 2, "{at_start:?}");
+    let (btc_long, eth_short) = (at_start[&btc], at_start[&eth]);
+    assert!(
+        btc_long >= 100 && eth_short < btc_long,
+        "BTC needs its RSI(100) warm-up: {at_start:?}"
+    );
+
+    // The RSI alert goes: BTC needs only what its price alerts need (ETH's length).
+    let later = chrono::Utc::now() + chrono::Duration::milliseconds(5);
+    assert!(
+        store
+            .delete_alert(USER, ids[1], later)
+            .await
+            .is_ok_and(|d| d)
+    );
+    assert!(runner.poll_changes().await.is_ok_and(|n| n == 1));
+    assert_eq!(wanted.borrow().get(&btc), Some(&eth_short));
+    assert_eq!(runner.alert_count(), 3);
+
+    // ETH's only alert goes: ETH is no longer wanted; BTC keeps its two.
+    let later = later + chrono::Duration::milliseconds(5);
+    assert!(
+        store
+            .delete_alert(USER, ids[3], later)
+            .await
+            .is_ok_and(|d| d)
+    );
+    assert!(runner.poll_changes().await.is_ok_and(|n| n == 1));
+    assert_eq!(
+        wanted.borrow().keys().copied().collect::<Vec<_>>(),
+        vec![btc]
+    );
+    // Replacing an alert (same id, new version) does not count it twice: BTC's warm-up
+    // follows the new definition, and deleting its two alerts leaves nothing wanted.
+    let rsi50 = serde_json::json!({"id": "r", "type": "indicator", "indicator": "RSI",
+        "operator": "<", "compareValue": 30, "settings": {"length": 50}});
+    let later = later + chrono::Duration::milliseconds(5);
+    assert!(
+        store
+            .update_alert(
+                USER,
+                ids[0],
+                &alert_on("BTCUSDT", "btc rsi 50", rsi50),
+                later
+            )
+            .await
+            .is_ok_and(|r| r.is_some())
+    );
+    assert!(runner.poll_changes().await.is_ok_and(|n| n == 1));
+    let btc_mid = wanted.borrow().get(&btc).copied().unwrap_or(0);
+    assert!(btc_mid >= 50 && btc_mid < btc_long, "{btc_mid}");
+    assert_eq!(runner.alert_count(), 2);
+    for (k, id) in [ids[0], ids[2]].into_iter().enumerate() {
+        let at = later + chrono::Duration::milliseconds(5 * (k as i64 + 1));
+        assert!(store.delete_alert(USER, id, at).await.is_ok_and(|d| d));
+        assert!(runner.poll_changes().await.is_ok_and(|n| n == 1));
+    }
+    assert!(wanted.borrow().is_empty(), "{:?}", wanted.borrow());
+    assert_eq!(runner.alert_count(), 0);
+    store.close().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}

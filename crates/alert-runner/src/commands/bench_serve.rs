@@ -17,7 +17,6 @@
 //! child's peak RSS (VmHWM) and wrk's latency distribution. Prints a Markdown table on stdout
 //! and one JSON object on stderr's last line.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -674,23 +673,14 @@ fn metric(text: &str, name: &str) -> f64 {
 
 /// A Prometheus histogram read back from the text format.
 struct Histogram {
-    /// Upper bound → cumulative count.
-    buckets: BTreeMap<OrderedF64, f64>,
+    /// (upper bound, cumulative count), by bound.
+    buckets: Vec<(f64, f64)>,
     count: f64,
-}
-
-#[derive(Clone, Copy, PartialEq, PartialOrd)]
-struct OrderedF64(f64);
-impl Eq for OrderedF64 {}
-impl Ord for OrderedF64 {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
-    }
 }
 
 fn histogram(text: &str, name: &str) -> Histogram {
     let bucket = format!("{name}_bucket{{le=\"");
-    let mut buckets = BTreeMap::new();
+    let mut buckets = Vec::new();
     for line in text.lines() {
         let Some(rest) = line.strip_prefix(&bucket) else {
             continue;
@@ -706,9 +696,10 @@ fn histogram(text: &str, name: &str) -> Histogram {
         if let Ok(v) = value.trim().parse::<f64>()
             && !le.is_nan()
         {
-            buckets.insert(OrderedF64(le), v);
+            buckets.push((le, v));
         }
     }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
     Histogram {
         buckets,
         count: metric(text, &format!("{name}_count")),
@@ -718,7 +709,7 @@ fn histogram(text: &str, name: &str) -> Histogram {
 impl Histogram {
     /// As PromQL's `histogram_quantile`: linear within the bucket the rank falls in.
     fn quantile(&self, q: f64) -> f64 {
-        let Some((_, total)) = self.buckets.last_key_value() else {
+        let Some((_, total)) = self.buckets.last() else {
             return f64::NAN;
         };
         if *total <= 0.0 {
@@ -728,7 +719,7 @@ impl Histogram {
         let mut lower = (0.0, 0.0);
         for (le, count) in &self.buckets {
             if *count >= rank {
-                if le.0.is_infinite() {
+                if le.is_infinite() {
                     return lower.0;
                 }
                 let width = count - lower.1;
@@ -737,9 +728,9 @@ impl Histogram {
                 } else {
                     1.0
                 };
-                return lower.0 + (le.0 - lower.0) * within;
+                return lower.0 + (*le - lower.0) * within;
             }
-            lower = (le.0, *count);
+            lower = (*le, *count);
         }
         lower.0
     }
@@ -750,7 +741,7 @@ impl Histogram {
         let mut max = 0.0;
         for (le, count) in &self.buckets {
             if *count > previous {
-                max = le.0;
+                max = *le;
             }
             previous = *count;
         }
