@@ -163,6 +163,11 @@ struct SymbolAlerts {
     warmups: BTreeMap<usize, usize>,
 }
 
+/// How far back each read of alert changes reaches before the point it resumes from: a
+/// writer's transaction may commit this long after the time it stamped on its rows (and
+/// processes' clocks may differ by as much).
+const CHANGE_OVERLAP: Duration = Duration::from_secs(5);
+
 /// Shared readiness: true once every wanted symbol is warm.
 #[derive(Clone, Debug, Default)]
 pub struct Readiness(Arc<AtomicBool>);
@@ -184,6 +189,8 @@ pub struct RunnerStats {
     pub rejected_candles: u64,
     pub triggers_recorded: u64,
     pub duplicates: u64,
+    /// Changes (alert versions and deletions) read while polling for changes.
+    pub changes_read: u64,
 }
 
 pub struct Runner {
@@ -198,6 +205,11 @@ pub struct Runner {
     wanted: watch::Sender<Wanted>,
     warm: BTreeMap<Symbol, bool>,
     watermark: DateTime<Utc>,
+    /// When the last successful read of changes (or the initial load) started: every change
+    /// stamped more than [`CHANGE_OVERLAP`] before it was visible to that read, so the next
+    /// one need not go back further (else a bulk import is re-read at every poll until a
+    /// newer change moves the watermark).
+    last_read: DateTime<Utc>,
     readiness: Readiness,
     stats: RunnerStats,
     by_symbol: metrics_names::ActiveBySymbol,
@@ -263,6 +275,7 @@ impl Runner {
             wanted,
             warm: BTreeMap::new(),
             watermark: DateTime::<Utc>::MIN_UTC,
+            last_read: DateTime::<Utc>::MIN_UTC,
             readiness: readiness.clone(),
             stats: RunnerStats::default(),
             by_symbol: Default::default(),
@@ -283,6 +296,7 @@ impl Runner {
             }
         }
         runner.engine.import_state(state);
+        runner.last_read = Utc::now();
         let started = Instant::now();
         let mut rows = Vec::new();
         {
@@ -498,11 +512,23 @@ impl Runner {
 
     /// Applies the store's changes since the last poll.
     pub async fn poll_changes(&mut self) -> Result<usize, RunnerError> {
+        let read_at = Utc::now();
+        let alerts = &self.alerts;
+        // Only rows this runner does not hold at that version (or holds but are no longer
+        // active) are read whole.
         let changes = self
             .store
-            .alert_changes(self.watermark, Duration::from_secs(5))
+            .alert_changes_where(
+                self.watermark.max(self.last_read),
+                CHANGE_OVERLAP,
+                |id, updated_at, status| match alerts.get(&id) {
+                    Some(held) => held.updated_at != updated_at || status != AlertStatus::Active,
+                    None => status == AlertStatus::Active,
+                },
+            )
             .await?;
         let mut applied = 0;
+        self.stats.changes_read += changes.seen as u64;
         for row in changes.changed {
             let fresh = self
                 .alerts
@@ -524,6 +550,7 @@ impl Runner {
         if let Some(w) = changes.watermark {
             self.watermark = self.watermark.max(w);
         }
+        self.last_read = self.last_read.max(read_at);
         if applied > 0 {
             self.publish_wanted();
             tracing::debug!(applied, "alert changes applied");

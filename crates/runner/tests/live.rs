@@ -389,3 +389,63 @@ async fn wanted_symbols_follow_alert_changes() {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
 }
+
+/// Alerts imported a while before the runner starts are read once (at load), not again at
+/// every poll: reads resume from the last read's start, not only from the newest change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_is_not_read_again_at_every_poll() {
+    let path = std::env::temp_dir().join(format!("ar-reread-{}.db", uuid::Uuid::new_v4()));
+    let url = format!("sqlite://{}", path.display());
+    let Ok(store) = Store::connect(&url, StoreOptions::default()).await else {
+        panic!("open")
+    };
+    let imported = chrono::Utc::now() - chrono::Duration::seconds(3);
+    for k in 0..40 {
+        assert!(
+            store
+                .create_alert(USER, &alert(f64::from(k)), imported)
+                .await
+                .is_ok()
+        );
+    }
+    let Ok((mut runner, _wanted, _ready)) =
+        Runner::start(store.clone(), RunnerConfig::default()).await
+    else {
+        panic!("start")
+    };
+    assert_eq!(runner.alert_count(), 40);
+    // The first poll may look back over the load (5 s of overlap); once that has passed,
+    // polls read only what changed.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(runner.poll_changes().await.is_ok());
+    let after_first = runner.stats().changes_read;
+    for _ in 0..3 {
+        assert!(runner.poll_changes().await.is_ok_and(|n| n == 0));
+    }
+    assert_eq!(
+        runner.stats().changes_read,
+        after_first,
+        "polls with nothing new read nothing"
+    );
+    // A change is still seen.
+    let Ok(row) = store
+        .create_alert(USER, &alert(99.0), chrono::Utc::now())
+        .await
+    else {
+        panic!("create")
+    };
+    assert!(runner.poll_changes().await.is_ok_and(|n| n == 1));
+    assert_eq!(runner.alert_count(), 41);
+    assert!(
+        store
+            .delete_alert(USER, row.id, chrono::Utc::now())
+            .await
+            .is_ok_and(|d| d)
+    );
+    assert!(runner.poll_changes().await.is_ok_and(|n| n == 1));
+    assert_eq!(runner.alert_count(), 40);
+    store.close().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}

@@ -343,11 +343,28 @@ impl Store {
         since: DateTime<Utc>,
         overlap: Duration,
     ) -> Result<AlertChanges, StoreError> {
+        self.alert_changes_where(since, overlap, |_, _, _| true)
+            .await
+    }
+
+    /// [`Store::alert_changes`], returning whole rows only for the changes `wanted` chooses
+    /// by (id, `updated_at`, status): the window is read as versions first, so rows the
+    /// caller already holds at that version are not read and parsed again (the watermark
+    /// still covers every change seen).
+    pub async fn alert_changes_where<F>(
+        &self,
+        since: DateTime<Utc>,
+        overlap: Duration,
+        wanted: F,
+    ) -> Result<AlertChanges, StoreError>
+    where
+        F: Fn(Uuid, DateTime<Utc>, AlertStatus) -> bool,
+    {
         let from = since
             - chrono::Duration::from_std(overlap).unwrap_or_else(|_| chrono::Duration::seconds(5));
         match &self.backend {
-            Backend::Sqlite(p) => sqlite::alert_changes(p, from).await,
-            Backend::Postgres(p) => postgres::alert_changes(p, from).await,
+            Backend::Sqlite(p) => sqlite::alert_changes(p, from, wanted).await,
+            Backend::Postgres(p) => postgres::alert_changes(p, from, wanted).await,
         }
     }
 

@@ -111,6 +111,8 @@ pub struct AlertChanges {
     pub deleted: Vec<Uuid>,
     /// The latest change time seen (ask from here next time), if any change was seen.
     pub watermark: Option<DateTime<Utc>>,
+    /// Changes in the window (alerts and deletions), read whole or not.
+    pub seen: usize,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -432,21 +432,51 @@ pub fn stream_active_alerts(pool: &PgPool) -> BoxStream<'_, Result<AlertRow, Sto
         .boxed()
 }
 
-pub async fn alert_changes(pool: &PgPool, from: DateTime<Utc>) -> Result<AlertChanges, StoreError> {
-    let changed: Vec<AlertRow> =
-        sqlx::query("SELECT * FROM alerts WHERE updated_at >= $1 ORDER BY updated_at, id")
-            .bind(from)
+/// Alerts changed at or after `from`: first only their (id, version, status), then the
+/// whole rows of those `wanted` chooses (the runner asks again only for what it does not
+/// hold at that version: a bulk import is not parsed again at every poll).
+pub async fn alert_changes<F>(
+    pool: &PgPool,
+    from: DateTime<Utc>,
+    wanted: F,
+) -> Result<AlertChanges, StoreError>
+where
+    F: Fn(Uuid, DateTime<Utc>, AlertStatus) -> bool,
+{
+    let versions = sqlx::query("SELECT id, updated_at, status FROM alerts WHERE updated_at >= $1")
+        .bind(from)
+        .fetch_all(pool)
+        .await?;
+    let mut watermark: Option<DateTime<Utc>> = None;
+    let mut ids = Vec::new();
+    for r in &versions {
+        let id: Uuid = r.try_get("id")?;
+        let at: DateTime<Utc> = r.try_get("updated_at")?;
+        let status: String = r.try_get("status")?;
+        watermark = Some(watermark.map_or(at, |w| w.max(at)));
+        if wanted(id, at, AlertStatus::read(&status)?) {
+            ids.push(id);
+        }
+    }
+    let changed: Vec<AlertRow> = if ids.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query("SELECT * FROM alerts WHERE id = ANY($1) ORDER BY updated_at, id")
+            .bind(&ids)
             .fetch_all(pool)
             .await?
             .iter()
             .map(alert_row)
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, _>>()?
+    };
     let deleted_rows =
         sqlx::query("SELECT alert_id, deleted_at FROM alert_tombstones WHERE deleted_at >= $1")
             .bind(from)
             .fetch_all(pool)
             .await?;
-    let mut watermark = changed.iter().map(|a| a.updated_at).max();
+    for a in &changed {
+        watermark = Some(watermark.map_or(a.updated_at, |w| w.max(a.updated_at)));
+    }
     let mut deleted = Vec::with_capacity(deleted_rows.len());
     for r in &deleted_rows {
         deleted.push(r.try_get("alert_id")?);
@@ -454,6 +484,7 @@ pub async fn alert_changes(pool: &PgPool, from: DateTime<Utc>) -> Result<AlertCh
         watermark = Some(watermark.map_or(at, |w| w.max(at)));
     }
     Ok(AlertChanges {
+        seen: versions.len() + deleted_rows.len(),
         changed,
         deleted,
         watermark,

@@ -420,24 +420,52 @@ pub fn stream_active_alerts(pool: &SqlitePool) -> BoxStream<'_, Result<AlertRow,
         .boxed()
 }
 
-pub async fn alert_changes(
+/// As the PostgreSQL version: versions first, then the rows `wanted` chooses.
+pub async fn alert_changes<F>(
     pool: &SqlitePool,
     from: DateTime<Utc>,
-) -> Result<AlertChanges, StoreError> {
-    let changed: Vec<AlertRow> =
-        sqlx::query("SELECT * FROM alerts WHERE updated_at >= ? ORDER BY updated_at, id")
-            .bind(ms(from))
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(alert_row)
-            .collect::<Result<_, _>>()?;
+    wanted: F,
+) -> Result<AlertChanges, StoreError>
+where
+    F: Fn(Uuid, DateTime<Utc>, AlertStatus) -> bool,
+{
+    let versions = sqlx::query("SELECT id, updated_at, status FROM alerts WHERE updated_at >= ?")
+        .bind(ms(from))
+        .fetch_all(pool)
+        .await?;
+    let mut watermark: Option<DateTime<Utc>> = None;
+    let mut ids = Vec::new();
+    for r in &versions {
+        let id = uuid(r, "id")?;
+        let at = time(r, "updated_at")?;
+        let status: String = r.try_get("status")?;
+        watermark = Some(watermark.map_or(at, |w| w.max(at)));
+        if wanted(id, at, AlertStatus::read(&status)?) {
+            ids.push(id.to_string());
+        }
+    }
+    let changed: Vec<AlertRow> = if ids.is_empty() {
+        Vec::new()
+    } else {
+        let ids = serde_json::to_string(&ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "SELECT * FROM alerts WHERE id IN (SELECT value FROM json_each(?)) ORDER BY updated_at, id",
+        )
+        .bind(ids)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(alert_row)
+        .collect::<Result<_, _>>()?
+    };
     let deleted_rows =
         sqlx::query("SELECT alert_id, deleted_at FROM alert_tombstones WHERE deleted_at >= ?")
             .bind(ms(from))
             .fetch_all(pool)
             .await?;
-    let mut watermark = changed.iter().map(|a| a.updated_at).max();
+    for a in &changed {
+        watermark = Some(watermark.map_or(a.updated_at, |w| w.max(a.updated_at)));
+    }
     let mut deleted = Vec::with_capacity(deleted_rows.len());
     for r in &deleted_rows {
         deleted.push(uuid(r, "alert_id")?);
@@ -445,6 +473,7 @@ pub async fn alert_changes(
         watermark = Some(watermark.map_or(at, |w| w.max(at)));
     }
     Ok(AlertChanges {
+        seen: versions.len() + deleted_rows.len(),
         changed,
         deleted,
         watermark,

@@ -384,8 +384,10 @@ fn write_market(dir: &Path, symbols: usize, bars: u64, seed: u64) -> anyhow::Res
     Ok(first)
 }
 
-/// The alert mix: seldom-firing conditions, as users set them (crossings and levels rather
-/// than states that hold for hours), so triggers are a small share of evaluations.
+/// The alert mix: events rather than states, as users set them (crossings of levels, RSI
+/// bounds, EMAs and MACD's signal, Bollinger exits, volume spikes, a 5m + 1m pair), in the
+/// three trigger modes with a debounce of 1–60 bars; about 0.1–0.5 % of the alerts fire on a
+/// bar. Every indicator is at the settings users pick most, so many alerts share each one.
 fn alert_json(
     rng: &mut Rng,
     n: usize,
@@ -404,12 +406,12 @@ fn alert_json(
             r#"{{"id":"level","type":"price","operator":"crosses_below","compareWith":"value","compareValue":{level}}}"#
         ),
         2 => format!(
-            r#"{{"id":"rsi","type":"indicator","indicator":"RSI","component":"RSI","operator":"<","compareWith":"value","compareValue":{},"settings":{{"length":14}}}}"#,
+            r#"{{"id":"rsi","type":"indicator","indicator":"RSI","component":"RSI","operator":"crosses_below","compareWith":"value","compareValue":{},"settings":{{"length":14}}}}"#,
             20 + rng.below(10)
         ),
         3 => format!(
             r#"{{"id":"ema","type":"price","operator":"crosses_above","compareWith":"indicator_component","rhs":{{"indicator":"EMA","component":"EMA","settings":{{"period":{}}}}}}}"#,
-            [9, 20, 50][rng.below(3) as usize]
+            [20, 50, 100][rng.below(3) as usize]
         ),
         4 => r#"{"id":"macd","type":"indicator","indicator":"MACD","component":"macd_line","settings":{"fast":12,"slow":26,"signal":9},"operator":"crosses_above","compareWith":"indicator_component","rhs":{"indicator":"MACD","component":"signal_line","settings":{"fast":12,"slow":26,"signal":9}}}"#.to_owned(),
         5 => r#"{"id":"bb","type":"price","operator":"exiting_channel","rhs":{"indicator":"Bollinger Bands","settings":{"length":20,"stddev":2.5}}}"#.to_owned(),
@@ -419,7 +421,7 @@ fn alert_json(
             9.9 + rng.unit() * 0.09
         ),
         7 => format!(
-            r#"{{"id":"rsi","type":"indicator","indicator":"RSI","component":"RSI","operator":">","compareWith":"value","compareValue":{},"settings":{{"length":7}}}}"#,
+            r#"{{"id":"rsi","type":"indicator","indicator":"RSI","component":"RSI","operator":"crosses_above","compareWith":"value","compareValue":{},"settings":{{"length":7}}}}"#,
             80 + rng.below(10)
         ),
         _ => r#"{"id":"rsi5","type":"indicator","indicator":"RSI","operator":"<","compareValue":35,"timeframe":"5m","settings":{"length":14}},{"id":"cross1","type":"price","operator":"crosses_above","compareWith":"indicator_component","rhs":{"indicator":"EMA","settings":{"period":9}},"timeframe":"1m"}"#.to_owned(),
@@ -430,10 +432,12 @@ fn alert_json(
         tf_name
     };
     let trigger = match rng.below(10) {
-        0..=6 => "once_per_bar_close",
-        7..=8 => "once_per_bar",
+        0..=5 => "once_per_bar_close",
+        6..=7 => "once_per_bar",
         _ => "once",
     };
+    // At most one trigger per 1, 5, 15 or 60 bars, as users ask not to be told every minute.
+    let debounce = [1, 5, 15, 60][rng.below(4) as usize];
     let action = match webhook {
         Some(url) => {
             format!(r#""actions":[{{"type":"notify"}},{{"type":"webhook","url":"{url}"}}]"#)
@@ -442,7 +446,7 @@ fn alert_json(
     };
     let name = format!("scale {n}");
     let json = format!(
-        r#"{{"name":"{name}","symbol":"{symbol}","base_timeframe":"{tf_name}","conditions":[{condition}],"trigger":"{trigger}",{action},"message":"{{{{symbol}}}} {{{{close}}}}"}}"#
+        r#"{{"name":"{name}","symbol":"{symbol}","base_timeframe":"{tf_name}","conditions":[{condition}],"trigger":"{trigger}","debounce_bars":{debounce},{action},"message":"{{{{symbol}}}} {{{{close}}}}"}}"#
     );
     (json, tf_name)
 }
