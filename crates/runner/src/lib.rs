@@ -27,7 +27,7 @@ use alert_engine::{AlertDefinition, AlertId, Engine, EngineConfig, EngineState, 
 use alert_marketdata::{SourceEvent, Wanted};
 use alert_store::{AlertRow, AlertStatus, Store, StoreError};
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -168,6 +168,9 @@ struct SymbolAlerts {
 /// processes' clocks may differ by as much).
 const CHANGE_OVERLAP: Duration = Duration::from_secs(5);
 
+/// How long after a change notification its read waits, gathering the ones that follow.
+const CHANGE_COALESCE: Duration = Duration::from_millis(50);
+
 /// Shared readiness: true once every wanted symbol is warm.
 #[derive(Clone, Debug, Default)]
 pub struct Readiness(Arc<AtomicBool>);
@@ -191,6 +194,8 @@ pub struct RunnerStats {
     pub duplicates: u64,
     /// Changes (alert versions and deletions) read while polling for changes.
     pub changes_read: u64,
+    /// Reads of alert changes (polls, notifications, wake-ups).
+    pub change_reads: u64,
 }
 
 pub struct Runner {
@@ -529,6 +534,7 @@ impl Runner {
             .await?;
         let mut applied = 0;
         self.stats.changes_read += changes.seen as u64;
+        self.stats.change_reads += 1;
         for row in changes.changed {
             let fresh = self
                 .alerts
@@ -590,6 +596,10 @@ impl Runner {
         // LISTEN ends when its connection does (the database restarted): polling covers the
         // gap and each poll tick tries to listen again.
         let relisten = notified.is_some();
+        // Notifications only mark changes as due; one read serves all that arrived within
+        // CHANGE_COALESCE (each `once` alert that fires notifies: thousands per bar at scale,
+        // and one read per notification starved the candles).
+        let mut changes_due: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 biased;
@@ -603,8 +613,14 @@ impl Runner {
                     if note.is_none() {
                         tracing::warn!("alert change notifications lost; polling until LISTEN works again");
                         notified = None;
-                    } else if let Err(e) = self.poll_changes().await {
-                        tracing::error!(error = %e, "reading alert changes failed");
+                    } else {
+                        // Take every notification already here: they ask for one read.
+                        if let Some(stream) = notified.as_mut() {
+                            while let Some(Some(())) = stream.next().now_or_never() {}
+                        }
+                        changes_due.get_or_insert_with(|| {
+                            tokio::time::Instant::now() + CHANGE_COALESCE
+                        });
                     }
                 }
                 received = events.recv_many(&mut batch, self.config.max_batch) => {
@@ -615,6 +631,17 @@ impl Runner {
                     self.process(&mut batch, &cancel).await?;
                     metrics::histogram!(ROUND_SECONDS).record(round.elapsed().as_secs_f64());
                     query::answer_waiting(&self.engine, &mut queries);
+                }
+                () = async {
+                    match changes_due {
+                        Some(due) => tokio::time::sleep_until(due).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    changes_due = None;
+                    if let Err(e) = self.poll_changes().await {
+                        tracing::error!(error = %e, "reading alert changes failed");
+                    }
                 }
                 () = async {
                     match &changes {

@@ -449,3 +449,75 @@ async fn an_import_is_not_read_again_at_every_poll() {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
 }
+
+/// A burst of change notifications (here 300 alerts created one by one, as an import does;
+/// at scale, every `once` alert that fires) is read in a few reads, not one per
+/// notification — one read each starved the candles at 1,000,000 alerts — and every alert
+/// still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_notifications_is_read_in_few_reads() {
+    let admin = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let db = format!("ar_burst_{}", uuid::Uuid::new_v4().simple());
+    let Ok(pool) = sqlx::PgPool::connect(&admin).await else {
+        panic!("PostgreSQL at {admin}")
+    };
+    let create = format!("CREATE DATABASE {db}");
+    assert!(
+        sqlx::query(sqlx::AssertSqlSafe(create))
+            .execute(&pool)
+            .await
+            .is_ok()
+    );
+    let (base, _) = admin.rsplit_once('/').unwrap_or((admin.as_str(), ""));
+    let url = format!("{base}/{db}");
+    let Ok(store) = Store::connect(&url, StoreOptions::default()).await else {
+        panic!("open {url}")
+    };
+    let Ok((runner, _wanted, _ready)) = Runner::start(
+        store.clone(),
+        RunnerConfig {
+            // Only notifications can deliver the changes in time.
+            poll: Duration::from_secs(600),
+            live_only: false,
+            ..RunnerConfig::default()
+        },
+    )
+    .await
+    else {
+        panic!("start")
+    };
+    let (tx, rx) = mpsc::channel(64);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(runner.run(rx, cancel.clone()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let other = uuid::Uuid::from_u128(43);
+    for k in 0..300 {
+        // Two users: the per-user limit (1,000 by default) is not what is tested.
+        let user = if k % 2 == 0 { USER } else { other };
+        assert!(
+            store
+                .create_alert(user, &alert(f64::from(k % 50)), chrono::Utc::now())
+                .await
+                .is_ok()
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every alert is loaded: one candle above all thresholds fires all 300.
+    let _ = tx.send(candle(0, 100.0)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cancel.cancel();
+    let stats = match task.await {
+        Ok(Ok(stats)) => stats,
+        other => panic!("runner: {other:?}"),
+    };
+    assert_eq!(stats.triggers_recorded, 300, "{stats:?}");
+    assert!(
+        stats.change_reads < 60,
+        "300 notifications, {} reads: {stats:?}",
+        stats.change_reads
+    );
+    store.close().await;
+    let drop = format!("DROP DATABASE {db} WITH (FORCE)");
+    let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&pool).await;
+}
