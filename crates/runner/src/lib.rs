@@ -155,13 +155,9 @@ struct Loaded {
     def: Arc<AlertDefinition>,
 }
 
-/// The alerts of one symbol, as [`Runner::publish_wanted`] and the gauges need them.
-#[derive(Debug, Default)]
-struct SymbolAlerts {
-    count: usize,
-    /// Warm-up length → alerts needing it (the symbol needs the largest).
-    warmups: BTreeMap<usize, usize>,
-}
+/// The alerts of one symbol, as [`Runner::publish_wanted`] and the gauges need them: warm-up
+/// length → alerts needing it (the symbol needs the largest; their sum is its alert count).
+type SymbolAlerts = BTreeMap<usize, usize>;
 
 /// How far back each read of alert changes reaches before the point it resumes from: a
 /// writer's transaction may commit this long after the time it stamped on its rows (and
@@ -400,9 +396,12 @@ impl Runner {
     }
 
     fn insert_loaded(&mut self, id: Uuid, loaded: Loaded) {
-        let symbol = self.per_symbol.entry(loaded.def.symbol).or_default();
-        symbol.count += 1;
-        *symbol.warmups.entry(loaded.warmup).or_insert(0) += 1;
+        *self
+            .per_symbol
+            .entry(loaded.def.symbol)
+            .or_default()
+            .entry(loaded.warmup)
+            .or_insert(0) += 1;
         if let Some(previous) = self.alerts.insert(id, loaded) {
             self.forget(&previous);
         }
@@ -417,17 +416,16 @@ impl Runner {
     /// Takes a loaded alert out of its symbol's counts.
     fn forget(&mut self, loaded: &Loaded) {
         let symbol = loaded.def.symbol;
-        let Some(alerts) = self.per_symbol.get_mut(&symbol) else {
+        let Some(warmups) = self.per_symbol.get_mut(&symbol) else {
             return;
         };
-        alerts.count = alerts.count.saturating_sub(1);
-        if let Some(n) = alerts.warmups.get_mut(&loaded.warmup) {
+        if let Some(n) = warmups.get_mut(&loaded.warmup) {
             *n -= 1;
             if *n == 0 {
-                alerts.warmups.remove(&loaded.warmup);
+                warmups.remove(&loaded.warmup);
             }
         }
-        if alerts.count == 0 {
+        if warmups.is_empty() {
             self.per_symbol.remove(&symbol);
         }
     }
@@ -435,8 +433,8 @@ impl Runner {
     /// Tells the source which symbols are needed, with how much history.
     fn publish_wanted(&mut self) {
         let mut wanted = Wanted::new();
-        for (symbol, alerts) in &self.per_symbol {
-            if let Some((warmup, _)) = alerts.warmups.last_key_value() {
+        for (symbol, warmups) in &self.per_symbol {
+            if let Some((warmup, _)) = warmups.last_key_value() {
                 wanted.insert(*symbol, *warmup);
             }
         }
@@ -499,7 +497,7 @@ impl Runner {
         let counts: HashMap<Symbol, usize> = self
             .per_symbol
             .iter()
-            .map(|(symbol, alerts)| (*symbol, alerts.count))
+            .map(|(symbol, warmups)| (*symbol, warmups.values().sum()))
             .collect();
         self.by_symbol
             .publish(&counts, self.config.alerts_by_symbol_top);
@@ -520,7 +518,7 @@ impl Runner {
         let read_at = Utc::now();
         let alerts = &self.alerts;
         // Only rows this runner does not hold at that version (or holds but are no longer
-        // active) are read whole.
+        // active) are read whole: each of those is applied.
         let changes = self
             .store
             .alert_changes_where(
@@ -532,20 +530,11 @@ impl Runner {
                 },
             )
             .await?;
-        let mut applied = 0;
         self.stats.changes_read += changes.seen as u64;
         self.stats.change_reads += 1;
+        let mut applied = changes.changed.len();
         for row in changes.changed {
-            let fresh = self
-                .alerts
-                .get(&row.id)
-                .is_none_or(|a| a.updated_at != row.updated_at);
-            let inactive_known =
-                row.status != AlertStatus::Active && self.alerts.contains_key(&row.id);
-            if fresh || inactive_known {
-                applied += 1;
-                self.load(row);
-            }
+            self.load(row);
         }
         for id in changes.deleted {
             if self.alerts.contains_key(&id) {
@@ -596,10 +585,11 @@ impl Runner {
         // LISTEN ends when its connection does (the database restarted): polling covers the
         // gap and each poll tick tries to listen again.
         let relisten = notified.is_some();
-        // Notifications only mark changes as due; one read serves all that arrived within
+        // Notifications (and wake-ups) only mark changes as due; one read serves all that arrived within
         // CHANGE_COALESCE (each `once` alert that fires notifies: thousands per bar at scale,
         // and one read per notification starved the candles).
         let mut changes_due: Option<tokio::time::Instant> = None;
+        let due_soon = || tokio::time::Instant::now() + CHANGE_COALESCE;
         loop {
             tokio::select! {
                 biased;
@@ -618,9 +608,7 @@ impl Runner {
                         if let Some(stream) = notified.as_mut() {
                             while let Some(Some(())) = stream.next().now_or_never() {}
                         }
-                        changes_due.get_or_insert_with(|| {
-                            tokio::time::Instant::now() + CHANGE_COALESCE
-                        });
+                        changes_due.get_or_insert_with(due_soon);
                     }
                 }
                 received = events.recv_many(&mut batch, self.config.max_batch) => {
@@ -649,9 +637,7 @@ impl Runner {
                         None => std::future::pending().await,
                     }
                 } => {
-                    if let Err(e) = self.poll_changes().await {
-                        tracing::error!(error = %e, "reading alert changes failed");
-                    }
+                    changes_due.get_or_insert_with(due_soon);
                 }
                 question = query::next(&mut queries) => match question {
                     Some(q) => query::answer(&self.engine, q),
