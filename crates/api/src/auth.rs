@@ -202,8 +202,13 @@ pub fn mint_with_issuer(
 }
 
 fn bearer(parts: &Parts) -> Result<&str, AuthError> {
-    let value = parts
-        .headers
+    bearer_token(&parts.headers)
+}
+
+/// The token of an `Authorization: Bearer <token>` header (also for routes outside this
+/// router, such as `/metrics`).
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Result<&str, AuthError> {
+    let value = headers
         .get(axum::http::header::AUTHORIZATION)
         .ok_or(AuthError::Missing)?
         .to_str()

@@ -31,9 +31,15 @@ struct Report {
     distinct_indicators: usize,
 }
 
-/// `(VmRSS, VmHWM)` in bytes, from /proc (0 where unavailable).
+/// `(VmRSS, VmHWM)` of this process in bytes, from /proc (0 where unavailable).
 fn rss() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    rss_of("self")
+}
+
+/// `(VmRSS, VmHWM)` of `process` (a pid, or `self`) in bytes, from /proc (0 where
+/// unavailable).
+pub(crate) fn rss_of(process: &str) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
             .lines()

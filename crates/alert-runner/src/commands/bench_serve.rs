@@ -34,8 +34,10 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::cli::BenchServeArgs;
+use crate::commands::bench::rss_of;
 
 const ALERTS_PER_USER: usize = 100;
+const MIB: f64 = 1024.0 * 1024.0;
 /// Users whose tokens the API load uses.
 const API_USERS: usize = 50;
 /// wrk connections; each waits `connections / rate` between its requests.
@@ -230,7 +232,7 @@ async fn run_on(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     report.startup_s = started.elapsed().as_secs_f64();
-    report.rss_at_start_mib = proc_status_kib(pid, "VmRSS:") / 1024.0;
+    report.rss_at_start_mib = rss_of(&pid.to_string()).0 / MIB;
     eprintln!(
         "bench-serve: serve up in {:.1} s, RSS {:.0} MiB; running {} min",
         report.startup_s, report.rss_at_start_mib, args.minutes
@@ -291,8 +293,9 @@ async fn run_on(
         last_triggers = (triggers, now);
         backlog.push((t, metric(&metrics, "alert_runner_delivery_backlog")));
     }
-    report.peak_rss_mib = proc_status_kib(pid, "VmHWM:") / 1024.0;
-    report.rss_at_end_mib = proc_status_kib(pid, "VmRSS:") / 1024.0;
+    let (rss, peak) = rss_of(&pid.to_string());
+    report.peak_rss_mib = peak / MIB;
+    report.rss_at_end_mib = rss / MIB;
     let metrics = scrape(&http, &base).await.context("reading /metrics")?;
     report.candles = metric(&metrics, "alert_runner_candles_total");
     report.triggers = metric(&metrics, "alert_runner_triggers_total");
@@ -636,16 +639,6 @@ fn table(r: &Report, args: &BenchServeArgs) -> String {
 fn free_port() -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?)
-}
-
-fn proc_status_kib(pid: u32, field: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse().ok())
-        .unwrap_or(0.0)
 }
 
 fn tail(path: &Path) -> String {

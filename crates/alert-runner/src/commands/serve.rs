@@ -202,16 +202,9 @@ pub(crate) fn metrics_route(
     get(move |headers: axum::http::HeaderMap| {
         let allowed = match &token {
             None => true,
-            Some(expected) => headers
-                .get(axum::http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .is_some_and(|given| {
-                    alert_dispatch::sign::constant_time_eq(
-                        given.trim().as_bytes(),
-                        expected.as_bytes(),
-                    )
-                }),
+            Some(expected) => alert_api::auth::bearer_token(&headers).is_ok_and(|given| {
+                alert_dispatch::sign::constant_time_eq(given.as_bytes(), expected.as_bytes())
+            }),
         };
         let response = if allowed {
             handle.render().into_response()

@@ -139,11 +139,9 @@ impl Clock {
     /// [`TEST_CLOCK_ENV`]). Two processes given the same values agree to the millisecond,
     /// since both read the system clock.
     pub fn accelerated(market: BarTime, wall_ms: i64, speed: f64) -> Self {
+        let system = Self::system();
         Self(Arc::new(move || {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0);
+            let now = system.now().millis();
             BarTime::from_millis(market.millis() + ((now - wall_ms) as f64 * speed) as i64)
         }))
     }
