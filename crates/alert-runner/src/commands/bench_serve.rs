@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use alert_core::Timeframe;
 use alert_engine::synthetic::{self, Market, Rng};
 use alert_store::bench::{ScratchDatabase, SeedAlert, insert_active_alerts};
-use alert_store::{Limits, Store, StoreOptions};
+use alert_store::{Store, StoreOptions};
 use anyhow::{Context, bail};
 use serde::Serialize;
 use uuid::Uuid;
@@ -153,18 +153,10 @@ async fn run_on(
     let first_closes = write_market(&market_dir, args.symbols, bars, args.seed)?;
 
     let receiver = Receiver::start().await?;
-    let store = Store::connect(
-        scratch.url(),
-        StoreOptions {
-            limits: Limits {
-                per_symbol: u32::MAX,
-                per_user: u32::MAX,
-            },
-            ..StoreOptions::default()
-        },
-    )
-    .await
-    .context("opening the scratch database")?;
+    // Applies the migrations; the alerts go in by direct SQL (no limits apply).
+    let store = Store::connect(scratch.url(), StoreOptions::default())
+        .await
+        .context("opening the scratch database")?;
     let started = Instant::now();
     let seeded = seed_alerts(&store, args, &first_closes, receiver.addr).await;
     store.close().await;
