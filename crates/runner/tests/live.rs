@@ -7,6 +7,7 @@ use std::time::Duration;
 use alert_core::{BarTime, Candle, CandleUpdate, Symbol, Timeframe};
 use alert_marketdata::SourceEvent;
 use alert_runtime::{Runner, RunnerConfig};
+use alert_store::bench::ScratchDatabase;
 use alert_store::{AlertStatus, NewAlert, Store, StoreOptions, TriggerQuery};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -458,21 +459,12 @@ async fn an_import_is_not_read_again_at_every_poll() {
 async fn a_burst_of_notifications_is_read_in_few_reads() {
     let admin = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let db = format!("ar_burst_{}", uuid::Uuid::new_v4().simple());
-    let Ok(pool) = sqlx::PgPool::connect(&admin).await else {
-        panic!("PostgreSQL at {admin}")
+    let scratch = match ScratchDatabase::create(&admin).await {
+        Ok(s) => s,
+        Err(e) => panic!("PostgreSQL at {admin}: {e}"),
     };
-    let create = format!("CREATE DATABASE {db}");
-    assert!(
-        sqlx::query(sqlx::AssertSqlSafe(create))
-            .execute(&pool)
-            .await
-            .is_ok()
-    );
-    let (base, _) = admin.rsplit_once('/').unwrap_or((admin.as_str(), ""));
-    let url = format!("{base}/{db}");
-    let Ok(store) = Store::connect(&url, StoreOptions::default()).await else {
-        panic!("open {url}")
+    let Ok(store) = Store::connect(scratch.url(), StoreOptions::default()).await else {
+        panic!("open {}", scratch.url())
     };
     let Ok((runner, _wanted, _ready)) = Runner::start(
         store.clone(),
@@ -518,6 +510,5 @@ async fn a_burst_of_notifications_is_read_in_few_reads() {
         stats.change_reads
     );
     store.close().await;
-    let drop = format!("DROP DATABASE {db} WITH (FORCE)");
-    let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&pool).await;
+    let _ = scratch.remove().await;
 }
