@@ -19,7 +19,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the whole system in one process: market data, the engine, trigger recording, and the
-    /// HTTP server (/healthz, /readyz, /metrics, and POST /v1/candles with --source ingest).
+    /// HTTP server (the dashboard at /, the /v1 API, /healthz, /readyz, /metrics, and
+    /// POST /v1/candles with --source ingest).
     /// With no configuration: SQLite in the working
     /// directory and a simulated market, with a demo user and example alerts.
     Serve(RunArgs),
@@ -29,6 +30,10 @@ pub enum Command {
     /// Run the dispatcher only: send the store's queued webhooks (signed, retried), with
     /// /healthz and /metrics. Any number may share one PostgreSQL store.
     Dispatch(DispatchCommandArgs),
+    /// Take the market feed once (Binance or a replay) and publish every candle update to a
+    /// NATS JetStream stream (subjects candles.<SYMBOL>.<TF>, deduplicated by message id),
+    /// for runners started with --source bus.
+    Ingest(IngestArgs),
     /// Compute indicators over a candle file and print them as CSV.
     #[command(after_long_help = indicators_help())]
     Indicators(IndicatorsArgs),
@@ -123,6 +128,10 @@ pub struct BotBacktestArgs {
 
 fn parse_symbol(s: &str) -> Result<alert_core::Symbol, String> {
     alert_core::Symbol::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_subjects(s: &str) -> Result<alert_marketdata::bus::Subjects, String> {
+    alert_marketdata::bus::Subjects::new(s)
 }
 
 fn parse_timeframe(s: &str) -> Result<alert_core::Timeframe, String> {
@@ -236,6 +245,10 @@ pub enum SourceKind {
     /// `Authorization: Bearer <--service-key>` (serve only; needs --service-key). Bars of
     /// --feed.
     Ingest,
+    /// Candles of --feed from the NATS JetStream candle bus at --bus, which
+    /// `alert-runner ingest` publishes to (a durable consumer: a restart resumes where it
+    /// stopped).
+    Bus,
 }
 
 #[derive(Debug, Args)]
@@ -257,47 +270,27 @@ pub struct RunArgs {
     /// Active alerts per user.
     #[arg(long, env = "ALERT_MAX_ALERTS_PER_USER", default_value_t = 1000)]
     pub max_alerts_per_user: u32,
+    /// Own one shard of a split into N: only the alerts and market data of the symbols with
+    /// fnv1a64(SYMBOL) mod N = I, given as I/N (0 ≤ I < N). Needs PostgreSQL. Ownership is a
+    /// PostgreSQL advisory lock per shard: a second process for the same shard waits as a hot
+    /// standby and takes over when the owner dies.
+    #[arg(long, env = "ALERT_SHARD", value_parser = parse_shard)]
+    pub shard: Option<alert_core::Shard>,
+    /// run: serve /healthz, /readyz and /metrics on this address (default: none; serve has
+    /// them on --listen).
+    #[arg(long, env = "ALERT_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// Market data source.
     #[arg(long, env = "ALERT_SOURCE", value_enum, default_value = "simulated")]
     pub source: SourceKind,
-    /// Candle files or directories to replay (with --source replay).
-    #[arg(long, env = "ALERT_REPLAY", value_delimiter = ',')]
-    pub replay: Vec<PathBuf>,
-    /// Replay speed: data time per wall time (60 = one 1m bar per second); omitted = as fast
-    /// as possible.
-    #[arg(long, env = "ALERT_REPLAY_SPEED")]
-    pub replay_speed: Option<f64>,
-    /// Loop the replay forever (times shifted forward each round).
-    #[arg(long, env = "ALERT_REPLAY_LOOP", value_parser = clap::builder::BoolishValueParser::new())]
-    pub replay_loop: bool,
-    /// The timeframe of the candles fed (replay files, the Binance kline interval, or the
-    /// candles pushed to the ingest source).
-    #[arg(long, env = "ALERT_FEED_TIMEFRAME", default_value = "1m", value_parser = parse_timeframe)]
-    pub feed: alert_core::Timeframe,
+    #[command(flatten)]
+    pub market: MarketArgs,
     /// The service key a client of `POST /v1/candles` sends as `Authorization: Bearer KEY`
     /// (required with --source ingest; use a long random string, e.g. `openssl rand -hex 32`).
     #[arg(long, env = "ALERT_SERVICE_KEY", hide_env_values = true)]
     pub service_key: Option<String>,
-    /// Binance REST base URL.
-    #[arg(
-        long,
-        env = "ALERT_BINANCE_REST_URL",
-        default_value = "https://api.binance.com"
-    )]
-    pub binance_rest_url: String,
-    /// Binance WebSocket base URL.
-    #[arg(
-        long,
-        env = "ALERT_BINANCE_WS_URL",
-        default_value = "wss://stream.binance.com:9443"
-    )]
-    pub binance_ws_url: String,
-    /// Seed of the simulated market.
-    #[arg(long, env = "ALERT_SIM_SEED", default_value_t = 42)]
-    pub seed: u64,
-    /// Simulated seconds per wall second (60 = one 1m bar per second).
-    #[arg(long, env = "ALERT_SIM_SPEED", default_value_t = 60.0)]
-    pub sim_speed: f64,
+    #[command(flatten)]
+    pub bus: BusArgs,
     /// Create the demo user's example alerts on a fresh store (default: with the simulated
     /// market).
     #[arg(long, env = "ALERT_DEMO", value_parser = clap::builder::BoolishValueParser::new())]
@@ -334,11 +327,138 @@ pub struct RunArgs {
     /// How long a rotated webhook secret keeps signing beside the new one (ms, s, m, h).
     #[arg(long, env = "ALERT_WEBHOOK_SECRET_GRACE", default_value = "24h", value_parser = parse_duration_arg)]
     pub webhook_secret_grace: std::time::Duration,
+    /// serve: do not serve the web dashboard at / (the API only).
+    #[arg(long, env = "ALERT_NO_DASHBOARD", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_dashboard: bool,
     /// serve: do not run the dispatcher in this process (`dispatch` processes send instead).
     #[arg(long, env = "ALERT_NO_DISPATCH", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_dispatch: bool,
     #[command(flatten)]
     pub dispatch: DispatchArgs,
+}
+
+/// The candle bus, as `run` and `serve` read it (`--source bus`).
+#[derive(Debug, Args)]
+pub struct BusArgs {
+    /// The NATS server of the candle bus, `nats://HOST:PORT` (with --source bus).
+    #[arg(long = "bus", env = "ALERT_BUS_URL", value_name = "nats://HOST:PORT")]
+    pub url: Option<String>,
+    /// The JetStream stream the candles are on.
+    #[arg(long = "bus-stream", env = "ALERT_BUS_STREAM", default_value = alert_marketdata::bus::DEFAULT_STREAM)]
+    pub stream: String,
+    /// The first token(s) of the candle subjects (<PREFIX>.<SYMBOL>.<TF>).
+    #[arg(long = "bus-subject-prefix", env = "ALERT_BUS_SUBJECT_PREFIX", default_value = alert_marketdata::bus::SUBJECT_PREFIX, value_parser = parse_subjects)]
+    pub subjects: alert_marketdata::bus::Subjects,
+    /// The durable consumer's name: processes meant to be one consumer (a shard's owner and
+    /// its standby) use the same, different runners different ones. Default:
+    /// alert-runner-<FEED>, with --shard I/N alert-runner-<FEED>-shard-<I>-of-<N>.
+    #[arg(long = "bus-durable", env = "ALERT_BUS_DURABLE")]
+    pub durable: Option<String>,
+    /// The bus carries a replayed market (history by design): alerts fire on bars older than
+    /// themselves, as with --source replay.
+    #[arg(long = "bus-replayed", env = "ALERT_BUS_REPLAYED", value_parser = clap::builder::BoolishValueParser::new())]
+    pub replayed: bool,
+}
+
+/// Where `ingest` takes the market from.
+#[derive(Debug, Clone, Copy, clap::ValueEnum, PartialEq, Eq)]
+pub enum IngestSourceKind {
+    /// Binance spot klines (REST backfill of --history bars, then WebSocket) for the symbols.
+    Binance,
+    /// Candle files played back (--replay).
+    Replay,
+    /// The seeded simulated market (SIMBTC, SIMETH, SIMSOL; not real prices).
+    Simulated,
+}
+
+/// Where a market source reads from (`serve`, `run`, `ingest`): replay files, Binance, or the
+/// simulated market.
+#[derive(Debug, Args)]
+pub struct MarketArgs {
+    /// Candle files or directories to replay (with --source replay).
+    #[arg(long, env = "ALERT_REPLAY", value_delimiter = ',')]
+    pub replay: Vec<PathBuf>,
+    /// Replay speed: data time per wall time (60 = one 1m bar per second); omitted = as fast
+    /// as possible.
+    #[arg(long, env = "ALERT_REPLAY_SPEED")]
+    pub replay_speed: Option<f64>,
+    /// Loop the replay forever (times shifted forward each round).
+    #[arg(long, env = "ALERT_REPLAY_LOOP", value_parser = clap::builder::BoolishValueParser::new())]
+    pub replay_loop: bool,
+    /// The timeframe of the candles fed (replay files, the Binance kline interval, or the
+    /// candles pushed to the ingest source).
+    #[arg(long, env = "ALERT_FEED_TIMEFRAME", default_value = "1m", value_parser = parse_timeframe)]
+    pub feed: alert_core::Timeframe,
+    /// Binance REST base URL.
+    #[arg(
+        long,
+        env = "ALERT_BINANCE_REST_URL",
+        default_value = "https://api.binance.com"
+    )]
+    pub binance_rest_url: String,
+    /// Binance WebSocket base URL.
+    #[arg(
+        long,
+        env = "ALERT_BINANCE_WS_URL",
+        default_value = "wss://stream.binance.com:9443"
+    )]
+    pub binance_ws_url: String,
+    /// Seed of the simulated market.
+    #[arg(long, env = "ALERT_SIM_SEED", default_value_t = 42)]
+    pub seed: u64,
+    /// Simulated seconds per wall second (60 = one 1m bar per second).
+    #[arg(long, env = "ALERT_SIM_SPEED", default_value_t = 60.0)]
+    pub sim_speed: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// The NATS server, `nats://HOST:PORT`.
+    #[arg(long = "bus", env = "ALERT_BUS_URL", value_name = "nats://HOST:PORT")]
+    pub bus: String,
+    /// The JetStream stream (created when missing: subjects candles.>, file storage).
+    #[arg(long = "bus-stream", env = "ALERT_BUS_STREAM", default_value = alert_marketdata::bus::DEFAULT_STREAM)]
+    pub bus_stream: String,
+    /// The first token(s) of the candle subjects (<PREFIX>.<SYMBOL>.<TF>); the stream is
+    /// created over <PREFIX>.>. Two buses on one NATS server need different prefixes.
+    #[arg(long = "bus-subject-prefix", env = "ALERT_BUS_SUBJECT_PREFIX", default_value = alert_marketdata::bus::SUBJECT_PREFIX, value_parser = parse_subjects)]
+    pub bus_subjects: alert_marketdata::bus::Subjects,
+    /// How long the stream keeps a message when ingest creates it (ms, s, m, h); at least the
+    /// warm-up history runners read from it (500 bars of --feed by default) plus the longest
+    /// time a runner may be down and still catch up.
+    #[arg(long = "bus-max-age", env = "ALERT_BUS_MAX_AGE", default_value = "24h", value_parser = parse_duration_arg)]
+    pub bus_max_age: std::time::Duration,
+    /// Publishes awaiting their PubAck at most.
+    #[arg(long = "bus-max-in-flight", env = "ALERT_BUS_MAX_IN_FLIGHT", default_value_t = alert_marketdata::bus::publish::DEFAULT_MAX_IN_FLIGHT)]
+    pub bus_max_in_flight: usize,
+    /// Where the market comes from.
+    #[arg(
+        long,
+        env = "ALERT_INGEST_SOURCE",
+        value_enum,
+        default_value = "binance"
+    )]
+    pub source: IngestSourceKind,
+    /// Symbols to take (comma-separated). With --database-url, the symbols of the store's
+    /// active alerts are added (and followed as alerts change).
+    #[arg(long, env = "ALERT_INGEST_SYMBOLS", value_delimiter = ',', value_parser = parse_symbol)]
+    pub symbols: Vec<alert_core::Symbol>,
+    /// A store whose active alerts' symbols are taken too (read-only; re-read every
+    /// --poll-ms).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// How often the store's alerts are re-read for new symbols, in milliseconds.
+    #[arg(long, env = "ALERT_INGEST_POLL_MS", default_value_t = 5000)]
+    pub poll_ms: u64,
+    /// Closed bars of history fetched per symbol at start (Binance), so runners warm up from
+    /// the stream.
+    #[arg(long, env = "ALERT_INGEST_HISTORY", default_value_t = 1000)]
+    pub history: usize,
+    #[command(flatten)]
+    pub market: MarketArgs,
+    /// Log format: json, text, or auto (text on a terminal).
+    #[arg(long, env = "ALERT_LOG_FORMAT", default_value = "auto")]
+    pub log_format: String,
 }
 
 /// Where webhooks may go (SSRF protection): checked when alerts are stored and before each
@@ -532,6 +652,10 @@ pub struct BenchDispatchArgs {
     pub concurrency: usize,
 }
 
+fn parse_shard(s: &str) -> Result<alert_core::Shard, String> {
+    s.parse::<alert_core::Shard>().map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -545,5 +669,26 @@ mod tests {
             parse_token_ttl("90m").unwrap(),
             std::time::Duration::from_secs(5400)
         );
+    }
+
+    #[test]
+    fn shard_flag_parses_i_of_n_and_names_the_rule() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from(["alert-runner", "run", "--shard", "1/3"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(args.shard, Some(alert_core::Shard { index: 1, count: 3 }));
+        for (bad, says) in [("3/3", "0 ≤ I < N"), ("0/0", "N ≥ 1"), ("x", "I/N")] {
+            let err = Cli::try_parse_from(["alert-runner", "serve", "--shard", bad])
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"))
+                .to_string();
+            assert!(
+                err.contains("--shard") && err.contains(says),
+                "{bad}: {err}"
+            );
+        }
     }
 }

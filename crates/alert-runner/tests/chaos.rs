@@ -23,8 +23,6 @@
 //! scenarios named, `CHAOS_KEEP=1` keeps the logs).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::Display;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -32,25 +30,19 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection, Row};
 
-const BIN: &str = env!("CARGO_BIN_EXE_alert-runner");
+#[path = "common/scale.rs"]
+mod scale;
+
+use scale::{
+    BARS, BIN, SPEED, free_port, log_to, ok, run_cli, sigterm, tempdir, wait_exit, write_market,
+};
+
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 const USER: uuid::Uuid = uuid::Uuid::from_u128(0xc4a0_5000_0000_4000_8000_0000_0000_0001);
 const JWT_SECRET: &str = "chaos-suite-jwt-secret-0123456789abcdef";
-/// 1m bars per symbol; at [`SPEED`] a run replays them in about six seconds.
-const BARS: i64 = 240;
-const SPEED: f64 = 2400.0;
-const START_MS: i64 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
-const SYMBOLS: [&str; 3] = ["AAAUSDT", "BBBUSDT", "CCCUSDT"];
 /// The sender's per-attempt timeout; a hanging receiver answers well after it.
 const WEBHOOK_TIMEOUT_MS: u64 = 400;
 const HANG: Duration = Duration::from_millis(1200);
-
-fn ok<T, E: Display>(r: Result<T, E>, what: &str) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("{what}: {e}"),
-    }
-}
 
 /// SplitMix64: the suite's seeded randomness (kill points, receiver failures).
 struct Rng(u64);
@@ -72,17 +64,6 @@ impl Rng {
     fn between(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next() % (hi - lo).max(1)
     }
-}
-
-fn free_port() -> u16 {
-    let listener = ok(std::net::TcpListener::bind("127.0.0.1:0"), "bind");
-    ok(listener.local_addr(), "local addr").port()
-}
-
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ar-chaos-{tag}-{}", uuid::Uuid::new_v4().simple()));
-    ok(std::fs::create_dir_all(&d), "create temp dir");
-    d
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -218,34 +199,6 @@ impl Drop for Cluster {
 
 // ---------------------------------------------------------------------------------------------
 // The market and the alerts.
-
-/// Three symbols of deterministic 1m candles: waves of different periods plus a seeded
-/// wobble, so crossings, RSI swings and price levels come often.
-fn write_market(dir: &Path) {
-    let mut rng = Rng(0x5eed);
-    for (i, symbol) in SYMBOLS.iter().enumerate() {
-        let period = [37.0, 53.0, 71.0][i];
-        let amplitude = [2.0, 4.0, 3.0][i];
-        let mut text = String::from("open_time_ms,open,high,low,close,volume\n");
-        let mut prev: f64 = 100.0;
-        for bar in 0..BARS {
-            let wave = amplitude * (std::f64::consts::TAU * bar as f64 / period).sin();
-            let close = 100.0 + wave + (rng.unit() - 0.5) * 0.8;
-            let high = prev.max(close) + rng.unit() * 0.3;
-            let low = prev.min(close) - rng.unit() * 0.3;
-            let volume = 10.0 + rng.unit() * 10.0;
-            text.push_str(&format!(
-                "{},{prev:.4},{high:.4},{low:.4},{close:.4},{volume:.3}\n",
-                START_MS + bar * 60_000
-            ));
-            prev = close;
-        }
-        ok(
-            std::fs::write(dir.join(format!("{symbol}.csv")), text),
-            "write candles",
-        );
-    }
-}
 
 /// Alerts that fire often, in every trigger mode, each with webhook actions to `hook`.
 fn alerts_json(hook: &str) -> String {
@@ -448,15 +401,6 @@ fn dispatch_args(cmd: &mut Command) {
     ]);
 }
 
-fn log_to(cmd: &mut Command, log: &Path) {
-    let file = ok(
-        File::options().create(true).append(true).open(log),
-        "open log",
-    );
-    let err = ok(file.try_clone(), "clone log");
-    cmd.stdout(file).stderr(err).stdin(Stdio::null());
-}
-
 fn spawn_serve(market: &Path, url: &str, log: &Path) -> Child {
     let mut cmd = Command::new(BIN);
     cmd.args(["serve", "--source", "replay", "--feed", "1m", "--replay"])
@@ -477,42 +421,6 @@ fn spawn_dispatch(url: &str, log: &Path) -> Child {
     dispatch_args(&mut cmd);
     log_to(&mut cmd, log);
     ok(cmd.spawn(), "spawn dispatch")
-}
-
-/// Waits for a child to exit; `None` if it did not within `limit` (then it is killed).
-async fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
-}
-
-fn sigterm(child: &Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-}
-
-fn run_cli(args: &[&str], url: &str) -> String {
-    let out = ok(
-        Command::new(BIN)
-            .args(args)
-            .args(["--database-url", url])
-            .output(),
-        "run alert-runner",
-    );
-    assert!(
-        out.status.success(),
-        "alert-runner {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 // ---------------------------------------------------------------------------------------------

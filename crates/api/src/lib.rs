@@ -42,6 +42,7 @@ pub struct ApiState {
 }
 
 pub mod bots;
+pub mod demo;
 pub mod events;
 pub mod ingest;
 pub mod market;
@@ -57,6 +58,10 @@ pub struct HttpConfig {
     /// Requests handled at once, authenticated or not (token checks included); beyond it
     /// `503 unavailable` at once, without queueing. 0: no limit.
     pub max_in_flight: usize,
+    /// Let `GET /v1/demo-token` mint tokens for the embedded default's demo user (`serve` sets
+    /// it only for the embedded default: SQLite, no configured JWT secret, the demo user
+    /// seeded). `None`: it answers 404.
+    pub demo_token: Option<demo::DemoToken>,
 }
 
 /// The request timeout and in-flight cap of [`HttpConfig`]: they bound what any client,
@@ -128,6 +133,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(events::Doc::openapi());
     doc.merge(ingest::Doc::openapi());
     doc.merge(bots::Doc::openapi());
+    doc.merge(demo::Doc::openapi());
     doc
 }
 
@@ -140,6 +146,7 @@ pub fn router(state: ApiState, http: &HttpConfig) -> axum::Router {
         .merge(market::routes())
         .merge(events::routes())
         .merge(bots::routes())
+        .merge(demo::routes(http.demo_token.clone()))
         .route(
             "/openapi.json",
             get(move || std::future::ready(axum::Json(doc.clone()))),
@@ -194,6 +201,7 @@ mod tests {
             include_str!("market.rs"),
             include_str!("events.rs"),
             include_str!("bots.rs"),
+            include_str!("demo.rs"),
         ];
         let mut checked = 0;
         for source in sources {

@@ -42,11 +42,12 @@ pub fn routes() -> Router<ApiState> {
         .route("/v1/catalog", get(catalog))
         .route("/v1/templates", get(templates))
         .route("/v1/alerts/{id}/evaluate", post(evaluate))
+        .route("/v1/alerts/evaluate", post(evaluate_definition))
 }
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(candles, indicators, catalog, templates, evaluate),
+    paths(candles, indicators, catalog, templates, evaluate, evaluate_definition),
     components(schemas(
         CandleOut,
         IndicatorValues,
@@ -252,7 +253,9 @@ pub struct AlertTemplate {
 /// A dry run of an alert on the current data: nothing fired or recorded.
 #[derive(Serialize, ToSchema)]
 pub struct Evaluation {
-    pub alert_id: Uuid,
+    /// The stored alert evaluated; `null` for an unsaved definition
+    /// (`POST /v1/alerts/evaluate`).
+    pub alert_id: Option<Uuid>,
     pub symbol: String,
     pub base_timeframe: String,
     /// Whether the alert's conditions (its AND/OR tree) hold now. Trigger policy (debounce,
@@ -285,7 +288,7 @@ pub struct ConditionEvaluation {
 }
 
 impl Evaluation {
-    fn new(alert_id: Uuid, def: &alert_engine::AlertDefinition, r: DryRun) -> Self {
+    fn new(alert_id: Option<Uuid>, def: &alert_engine::AlertDefinition, r: DryRun) -> Self {
         Self {
             alert_id,
             symbol: def.symbol.to_string(),
@@ -550,11 +553,40 @@ pub async fn evaluate(
         return Err(ApiError::not_found("alert"));
     };
     let def = parse_alert(&row.definition).map_err(validation)?;
-    let result = market(&state)?
+    dry_run(&state, Some(id), def).await
+}
+
+/// The runner's dry run of `def`, as both evaluate endpoints answer it.
+async fn dry_run(
+    state: &ApiState,
+    id: Option<Uuid>,
+    def: alert_engine::AlertDefinition,
+) -> ApiResult<Json<Evaluation>> {
+    let result = market(state)?
         .evaluate(def.clone())
         .await
         .map_err(query_error)?;
     Ok(Json(Evaluation::new(id, &def, result)))
+}
+
+/// Evaluates an alert that is not saved (the alert JSON, as `POST /v1/alerts` takes it) on
+/// the current data, exactly as `POST /v1/alerts/{id}/evaluate` does a stored one: the
+/// dashboard's "test now" on the form. Validation errors name the alert's own paths
+/// (`conditions[0].settings.length`). Nothing is stored, fired or recorded.
+#[utoipa::path(post, path = "/v1/alerts/evaluate", tag = "alerts", request_body(content = Object, description = "The alert JSON"),
+    responses((status = 200, body = Evaluation), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn evaluate_definition(
+    User(_user): User,
+    State(state): State<ApiState>,
+    crate::error::JsonBody(json): crate::error::JsonBody,
+) -> ApiResult<Json<Evaluation>> {
+    if !json.is_object() {
+        return Err(ApiError::field("", "a JSON object (the alert)"));
+    }
+    let def = parse_alert(&json).map_err(crate::alerts::validation)?;
+    dry_run(&state, None, def).await
 }
 
 fn validation(e: ValidationErrors) -> ApiError {

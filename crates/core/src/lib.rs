@@ -5,12 +5,14 @@
 
 mod candle;
 mod rng;
+mod shard;
 mod symbol;
 mod time;
 mod timeframe;
 
 pub use candle::{Candle, CandleError, CandleUpdate, PriceSource};
 pub use rng::SplitMix64;
+pub use shard::{MAX_SHARDS, Shard, ShardError, shard_of, symbol_hash};
 pub use symbol::{Symbol, SymbolError};
 pub use time::BarTime;
 pub use timeframe::{Timeframe, TimeframeError};

@@ -6,11 +6,17 @@
 //! Completion is fenced by the lease: a worker that lost its lease records nothing.
 //!
 //! Concurrency: at most `max_in_flight` attempts per process, `per_host` per receiver host and
-//! `per_user` per user (over all of the user's hosts); a delivery whose host or user is busy is
-//! put back for `defer` without counting an attempt, so neither one slow receiver nor one
-//! user with many slow host names takes the slots other receivers and users need.
+//! `per_user` per user (over all of the user's hosts). A claimed delivery whose host or user
+//! is busy waits in memory for a slot ("parked"), up to [`PARK_PER_SLOT`] times the host's and
+//! the user's limit; beyond that it is put back in the outbox for `defer` without counting an
+//! attempt, so neither one slow receiver nor one user with many slow host names takes the
+//! slots other receivers and users need. Claims shrink to what the last one could place while
+//! some host is saturated, so a busy receiver costs few writes (putting every claimed delivery
+//! back, claim after claim, made a single busy receiver's deliveries cycle through the
+//! outbox ten times each at scale).
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -109,6 +115,16 @@ impl Waker {
     }
 }
 
+/// What a dispatcher did with deliveries whose host or user was busy (also exported as the
+/// [`m::PARKED`] and [`m::DEFERRED`] counters; this is per dispatcher, for tests and logs).
+#[derive(Debug, Default)]
+pub struct DispatchCounters {
+    /// Waited in memory for a slot.
+    pub parked: std::sync::atomic::AtomicU64,
+    /// Put back in the outbox.
+    pub deferred: std::sync::atomic::AtomicU64,
+}
+
 /// Each user's signing secrets, with the time they were read.
 type SecretCache = HashMap<Uuid, (Instant, Arc<Vec<Secret>>)>;
 
@@ -120,6 +136,8 @@ struct Context {
     secrets: Mutex<SecretCache>,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
     users: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
+    parked: Mutex<Parked>,
+    counters: Arc<DispatchCounters>,
 }
 
 /// The dispatcher. [`Dispatcher::run`] drives it until cancelled.
@@ -146,6 +164,8 @@ impl Dispatcher {
                 secrets: Mutex::default(),
                 hosts: Mutex::default(),
                 users: Mutex::default(),
+                parked: Mutex::default(),
+                counters: Arc::default(),
             }),
             waker: Waker::default(),
         })
@@ -153,6 +173,10 @@ impl Dispatcher {
 
     pub fn waker(&self) -> Waker {
         self.waker.clone()
+    }
+
+    pub fn counters(&self) -> Arc<DispatchCounters> {
+        Arc::clone(&self.ctx.counters)
     }
 
     /// Forgets a user's cached signing secrets (after a rotation in this process).
@@ -174,12 +198,20 @@ impl Dispatcher {
         let mut backlog = tokio::time::interval(Duration::from_secs(5));
         let mut store_backoff = Duration::from_millis(100);
         tracing::info!(worker = %ctx.config.worker, ?kinds, "dispatcher started");
+        // Shrinks to what the last claim could place while a host or user is saturated (see
+        // the module doc), and doubles back while claims place everything.
+        let batch = (ctx.config.batch as usize).max(1);
+        let mut claim = batch;
         'outer: loop {
             while tasks.try_join_next().is_some() {}
-            let free = max_in_flight.saturating_sub(tasks.len());
+            // Parked deliveries wait for their host or user, not for a slot of this process:
+            // they must not keep other hosts' deliveries from being claimed.
+            let running = tasks.len().saturating_sub(lock(&ctx.parked).total);
+            let free = max_in_flight.saturating_sub(running);
             let mut more_due = false;
+            let mut saturated = false;
             if free > 0 {
-                let want = (ctx.config.batch as usize).min(free).max(1);
+                let want = claim.min(free).max(1);
                 match ctx
                     .store
                     .claim_deliveries(
@@ -193,10 +225,21 @@ impl Dispatcher {
                 {
                     Ok(claimed) => {
                         store_backoff = Duration::from_millis(100);
-                        more_due = claimed.len() == want;
+                        let got = claimed.len();
+                        let mut placed = 0;
                         for delivery in claimed {
-                            start(&ctx, delivery, &mut tasks);
+                            if start(&ctx, delivery, &mut tasks) != Placement::Deferred {
+                                placed += 1;
+                            }
                         }
+                        saturated = placed < got;
+                        claim = if saturated {
+                            (placed + 1).min(batch)
+                        } else {
+                            (claim * 2).min(batch)
+                        };
+                        // Claiming again at once would only put more back.
+                        more_due = got == want && !saturated;
                         metrics::gauge!(m::IN_FLIGHT).set(tasks.len() as f64);
                     }
                     Err(e) => {
@@ -211,10 +254,16 @@ impl Dispatcher {
                     }
                 }
             }
-            if more_due && tasks.len() < max_in_flight {
+            if more_due && tasks.len().saturating_sub(lock(&ctx.parked).total) < max_in_flight {
                 continue;
             }
-            let poll = tokio::time::sleep(ctx.config.poll);
+            // Saturated: look again soon (parked deliveries start as slots free up, and the
+            // claim after that fills the parking again), rather than at the next poll.
+            let poll = tokio::time::sleep(if saturated {
+                ctx.config.poll.min(ctx.config.defer / 4)
+            } else {
+                ctx.config.poll
+            });
             tokio::pin!(poll);
             loop {
                 tokio::select! {
@@ -252,6 +301,96 @@ impl Dispatcher {
     }
 }
 
+/// How many deliveries may wait in memory for a host's (or user's) slot, per slot of its limit.
+pub const PARK_PER_SLOT: usize = 4;
+
+/// Where a claimed delivery went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Placement {
+    /// Started (or, for a bot action or a disabled webhook, handled) at once.
+    Started,
+    /// Waiting in memory for its host's or user's slot.
+    Parked,
+    /// Put back in the outbox for `defer`.
+    Deferred,
+}
+
+/// Deliveries waiting in memory, per host and per user.
+#[derive(Default)]
+struct Parked {
+    hosts: HashMap<String, usize>,
+    users: HashMap<Uuid, usize>,
+    /// All of them: they do not count against `max_in_flight`, and are at most as many.
+    total: usize,
+}
+
+/// A parked delivery's place; given back when dropped.
+struct ParkSlot {
+    ctx: Arc<Context>,
+    host: String,
+    user: Uuid,
+}
+
+impl Drop for ParkSlot {
+    fn drop(&mut self) {
+        let mut parked = lock(&self.ctx.parked);
+        release_count(&mut parked.hosts, &self.host);
+        release_count(&mut parked.users, &self.user);
+        parked.total = parked.total.saturating_sub(1);
+    }
+}
+
+fn release_count<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = counts.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(key);
+        }
+    }
+}
+
+/// A place to wait in memory for `host` and `user`, if neither has its parking full.
+fn park(ctx: &Arc<Context>, host: &str, user: Uuid) -> Option<ParkSlot> {
+    let mut parked = lock(&ctx.parked);
+    let host_full =
+        parked.hosts.get(host).copied().unwrap_or(0) >= ctx.config.per_host.max(1) * PARK_PER_SLOT;
+    let user_full =
+        parked.users.get(&user).copied().unwrap_or(0) >= ctx.config.per_user.max(1) * PARK_PER_SLOT;
+    if host_full || user_full || parked.total >= ctx.config.max_in_flight.max(1) {
+        return None;
+    }
+    parked.total += 1;
+    *parked.hosts.entry(host.to_owned()).or_insert(0) += 1;
+    *parked.users.entry(user).or_insert(0) += 1;
+    Some(ParkSlot {
+        ctx: Arc::clone(ctx),
+        host: host.to_owned(),
+        user,
+    })
+}
+
+/// Waits for both a user and a host permit, never holding one while waiting for the other
+/// (a parked delivery holding its user's permit would starve the user's other hosts).
+async fn both_permits(
+    user: Arc<Semaphore>,
+    host: Arc<Semaphore>,
+) -> (OwnedSemaphorePermit, OwnedSemaphorePermit) {
+    loop {
+        if let Ok(h) = Arc::clone(&host).acquire_owned().await
+            && let Ok(u) = Arc::clone(&user).try_acquire_owned()
+        {
+            return (u, h);
+        }
+        if let Ok(u) = Arc::clone(&user).acquire_owned().await
+            && let Ok(h) = Arc::clone(&host).try_acquire_owned()
+        {
+            return (u, h);
+        }
+        // Both busy in turn: let the holders move before trying again.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -275,68 +414,100 @@ fn host_key(url: &str) -> String {
     }
 }
 
-fn host_permit(ctx: &Context, url: &str) -> Option<OwnedSemaphorePermit> {
-    keyed_permit(&ctx.hosts, host_key(url), ctx.config.per_host)
+fn host_semaphore(ctx: &Context, host: &str) -> Arc<Semaphore> {
+    keyed_semaphore(&ctx.hosts, host.to_owned(), ctx.config.per_host)
 }
 
-fn user_permit(ctx: &Context, user: Uuid) -> Option<OwnedSemaphorePermit> {
-    keyed_permit(&ctx.users, user, ctx.config.per_user)
+fn user_semaphore(ctx: &Context, user: Uuid) -> Arc<Semaphore> {
+    keyed_semaphore(&ctx.users, user, ctx.config.per_user)
 }
 
-/// A permit of `key`'s semaphore of `limit`, if one is free.
-fn keyed_permit<K: std::hash::Hash + Eq>(
+/// `key`'s semaphore of `limit` permits.
+fn keyed_semaphore<K: std::hash::Hash + Eq>(
     map: &Mutex<HashMap<K, Arc<Semaphore>>>,
     key: K,
     limit: usize,
-) -> Option<OwnedSemaphorePermit> {
+) -> Arc<Semaphore> {
     let limit = limit.max(1);
-    let semaphore = {
-        let mut map = lock(map);
-        if map.len() > 10_000 {
-            // Forget idle keys so the map stays bounded.
-            map.retain(|_, s| s.available_permits() < limit);
-        }
-        Arc::clone(
-            map.entry(key)
-                .or_insert_with(|| Arc::new(Semaphore::new(limit))),
-        )
-    };
-    semaphore.try_acquire_owned().ok()
+    let mut map = lock(map);
+    if map.len() > 10_000 {
+        // Forget idle keys so the map stays bounded (a semaphore someone waits on or holds
+        // is not idle).
+        map.retain(|_, s| s.available_permits() < limit);
+    }
+    Arc::clone(
+        map.entry(key)
+            .or_insert_with(|| Arc::new(Semaphore::new(limit))),
+    )
 }
 
-fn start(ctx: &Arc<Context>, delivery: Delivery, tasks: &mut JoinSet<()>) {
+fn start(ctx: &Arc<Context>, delivery: Delivery, tasks: &mut JoinSet<()>) -> Placement {
     let ctx = Arc::clone(ctx);
     match delivery.kind {
-        DeliveryKind::Webhook if !delivery.disabled => match user_permit(&ctx, delivery.user_id)
-            .and_then(|user| Some((user, host_permit(&ctx, &delivery.url)?)))
-        {
-            Some(permits) => {
+        DeliveryKind::Webhook if !delivery.disabled => {
+            let host = host_key(&delivery.url);
+            let (users, hosts) = (
+                user_semaphore(&ctx, delivery.user_id),
+                host_semaphore(&ctx, &host),
+            );
+            if let Ok(user) = Arc::clone(&users).try_acquire_owned()
+                && let Ok(host) = Arc::clone(&hosts).try_acquire_owned()
+            {
                 tasks.spawn(async move {
                     send_webhook(&ctx, delivery).await;
-                    drop(permits);
+                    drop((user, host));
                 });
+                return Placement::Started;
             }
-            None => {
-                metrics::counter!(m::DEFERRED).increment(1);
+            if let Some(slot) = park(&ctx, &host, delivery.user_id) {
+                metrics::counter!(m::PARKED).increment(1);
+                ctx.counters.parked.fetch_add(1, Ordering::Relaxed);
+                // Its lease must outlive the wait and the attempt.
+                let wait = ctx
+                    .config
+                    .lease
+                    .saturating_sub(ctx.config.timeout)
+                    .checked_div(2)
+                    .unwrap_or_default();
                 tasks.spawn(async move {
-                    let until = Utc::now() + chrono_duration(ctx.config.defer);
-                    if let Err(e) = ctx
-                        .store
-                        .defer_delivery(delivery.id, &ctx.config.worker, until, Utc::now())
-                        .await
-                    {
-                        metrics::counter!(m::ERRORS).increment(1);
-                        tracing::warn!(delivery = %delivery.id, error = %e, "dispatcher: deferring failed; the lease will expire");
+                    let permits = tokio::time::timeout(wait, both_permits(users, hosts)).await;
+                    drop(slot);
+                    match permits {
+                        Ok(permits) => {
+                            send_webhook(&ctx, delivery).await;
+                            drop(permits);
+                        }
+                        Err(_) => defer(&ctx, delivery.id).await,
                     }
                 });
+                return Placement::Parked;
             }
-        },
+            tasks.spawn(async move { defer(&ctx, delivery.id).await });
+            Placement::Deferred
+        }
         DeliveryKind::Webhook => {
             tasks.spawn(async move { cancel_disabled(&ctx, delivery).await });
+            Placement::Started
         }
         DeliveryKind::Bot => {
             tasks.spawn(async move { run_bot(&ctx, delivery).await });
+            Placement::Started
         }
+    }
+}
+
+/// Puts a delivery back in the outbox for `defer`, without counting an attempt.
+async fn defer(ctx: &Context, id: Uuid) {
+    metrics::counter!(m::DEFERRED).increment(1);
+    ctx.counters.deferred.fetch_add(1, Ordering::Relaxed);
+    let until = Utc::now() + chrono_duration(ctx.config.defer);
+    if let Err(e) = ctx
+        .store
+        .defer_delivery(id, &ctx.config.worker, until, Utc::now())
+        .await
+    {
+        metrics::counter!(m::ERRORS).increment(1);
+        tracing::warn!(delivery = %id, error = %e, "dispatcher: deferring failed; the lease will expire");
     }
 }
 

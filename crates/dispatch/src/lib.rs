@@ -19,7 +19,7 @@ pub mod ssrf;
 pub mod webhook;
 
 pub use bots::{BotAction, BotError, BotHandler};
-pub use dispatcher::{DispatchConfig, DispatchError, Dispatcher, Waker};
+pub use dispatcher::{DispatchConfig, DispatchCounters, DispatchError, Dispatcher, Waker};
 pub use live::{LiveEvent, LiveHub, Subscription};
 pub use retry::RetryPolicy;
 pub use sign::{Secret, generate_secret};

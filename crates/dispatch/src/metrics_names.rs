@@ -12,8 +12,11 @@ pub const ATTEMPT_SECONDS: &str = "alert_runner_delivery_attempt_seconds";
 pub const BACKLOG: &str = "alert_runner_delivery_backlog";
 /// Attempts in flight in this process.
 pub const IN_FLIGHT: &str = "alert_runner_deliveries_in_flight";
-/// Deliveries put back because their receiver's host had too many in flight.
+/// Deliveries put back in the outbox because their receiver's host (or their user) had too
+/// many in flight and too many waiting.
 pub const DEFERRED: &str = "alert_runner_deliveries_deferred_total";
+/// Deliveries that waited in memory for their host's or user's slot.
+pub const PARKED: &str = "alert_runner_deliveries_parked_total";
 /// Store errors met by the dispatcher.
 pub const ERRORS: &str = "alert_runner_dispatch_errors_total";
 /// Live (SSE/WebSocket) subscribers.

@@ -661,6 +661,49 @@ async fn a_slow_host_does_not_hold_up_the_others() {
     running.stop().await;
 }
 
+/// One busy receiver with many deliveries due: those beyond its per-host limit wait in memory
+/// for a slot rather than going back to the outbox claim after claim (at scale, each went
+/// round ten times: ~25,000 outbox writes for ~2,800 deliveries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_hosts_deliveries_wait_in_memory_not_in_the_outbox() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = &db.store;
+    let rx = Receiver::start().await;
+    rx.script(
+        "b",
+        std::iter::repeat_n(Reply::Hang(Duration::from_millis(40)), 30),
+    );
+    let alert = create(store, Uuid::new_v4(), "a", "BTCUSDT").await;
+    for h in 0..30 {
+        fire(store, &alert, h, vec![webhook(0, &rx.url("b"), None, "{}")]).await;
+    }
+    let mut cfg = config();
+    cfg.per_host = 2;
+    cfg.max_in_flight = 8;
+    cfg.poll = Duration::from_millis(200);
+    cfg.defer = Duration::from_secs(1);
+    let dispatcher = Dispatcher::new(store.clone(), cfg, None).unwrap();
+    let counters = dispatcher.counters();
+    let cancel = CancellationToken::new();
+    let running = Running {
+        cancel: cancel.clone(),
+        handle: tokio::spawn(dispatcher.run(cancel)),
+    };
+    wait_status(store, alert.user_id, 30, "delivered").await;
+    running.stop().await;
+    let got = rx.received("b");
+    assert_eq!(got.len(), 30, "each sent once");
+    let parked = counters.parked.load(std::sync::atomic::Ordering::Relaxed);
+    let deferred = counters.deferred.load(std::sync::atomic::Ordering::Relaxed);
+    // 2 in flight and up to 2 × PARK_PER_SLOT waiting; a claim while that is full puts back
+    // at most one more than the last claim placed.
+    assert!(parked >= 6, "waited in memory: {parked}");
+    assert!(
+        deferred < 15,
+        "put back {deferred} times for 30 deliveries (parked {parked})"
+    );
+}
+
 async fn a_dispatcher_killed_mid_send_delivers_after_restart(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = &db.store;

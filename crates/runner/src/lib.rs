@@ -2,19 +2,23 @@
 //!
 //! [`Runner`] loads the active alerts from the store (streamed), restores what the engine must
 //! remember (the last bar each alert fired on), tells the market data source which symbols it
-//! needs and how much history, then loops: candle updates go through the engine, the triggers
-//! they produce are recorded in the store in one batch (trigger, notification and webhook
-//! outbox rows in one transaction, at most once per (alert, bar)), and the store's change feed
-//! is polled every `poll` so created, changed, paused and deleted alerts reach the engine.
+//! needs and how much history, then loops: candle updates go through the engine in rounds, the
+//! triggers a round produces are recorded in the store in one batch (trigger, notification and
+//! webhook outbox rows in one transaction, at most once per (alert, bar)) by a recording task
+//! that works while the next round is evaluated (`record`), and the store's change feed is
+//! polled every `poll` so created, changed, paused and deleted alerts reach the engine.
 //!
 //! A store outage (PostgreSQL restarting, a dropped connection) does not stop the runner: the
-//! batch's triggers are kept and recording is retried with backoff until it succeeds (the
-//! source waits meanwhile: its channel fills), or, once shutdown was requested, for a grace
-//! period after which the runner stops with the error and logs what it could not record.
+//! round's triggers are kept and recording is retried with backoff until it succeeds (the
+//! runner waits once a few rounds are queued, and the source meanwhile: its channel fills),
+//! or, once shutdown was requested, for a grace period after which the runner stops with the
+//! error and logs what it could not record.
 
 mod convert;
 mod metrics_names;
 mod query;
+mod record;
+pub mod shard;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -22,7 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use alert_core::{BarTime, Symbol, Timeframe};
+use alert_core::{BarTime, Shard, Symbol, Timeframe};
 use alert_engine::{AlertDefinition, AlertId, Engine, EngineConfig, EngineState, Event, Series};
 use alert_marketdata::{SourceEvent, Wanted};
 use alert_store::{AlertRow, AlertStatus, Store, StoreError};
@@ -59,6 +63,12 @@ pub struct RunnerConfig {
     /// `alert_runner_alerts_active_by_symbol` has a series for at most this many symbols (the
     /// most alerted); the others are summed under `symbol="other"`.
     pub alerts_by_symbol_top: usize,
+    /// Triggers (and expiries) evaluated but not yet recorded, at most: beyond, the runner
+    /// waits for the recorder (a round larger than this waits until the queue is empty).
+    pub record_queue: usize,
+    /// `--shard I/N`: only the alerts and candles of the symbols this shard owns
+    /// ([`Shard::owns`]); `None`: every symbol.
+    pub shard: Option<Shard>,
 }
 
 impl Default for RunnerConfig {
@@ -71,6 +81,8 @@ impl Default for RunnerConfig {
             slow_evaluation: Duration::from_millis(200),
             live_only: true,
             alerts_by_symbol_top: 50,
+            record_queue: 16_384,
+            shard: None,
         }
     }
 }
@@ -145,6 +157,9 @@ where
 pub enum RunnerError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The recording task ended unexpectedly (it panicked, or stopped early).
+    #[error("the trigger recorder stopped: {0}")]
+    Recorder(String),
 }
 
 /// What the runner knows about one loaded alert.
@@ -176,7 +191,8 @@ impl Readiness {
         self.0.load(Ordering::Relaxed)
     }
 
-    fn set(&self, ready: bool) {
+    /// Sets it (the runner does; a sharded process clears it while it stands by).
+    pub fn set(&self, ready: bool) {
         self.0.store(ready, Ordering::Relaxed);
     }
 }
@@ -256,6 +272,14 @@ impl Runner {
         self
     }
 
+    /// Reports readiness through `readiness` (shared with a `/readyz` that outlives this
+    /// runner: a sharded process runs one runner per term of ownership).
+    pub fn with_readiness(mut self, readiness: Readiness) -> Self {
+        readiness.set(self.readiness.is_ready());
+        self.readiness = readiness;
+        self
+    }
+
     /// Loads the active alerts and the engine state from the store.
     pub async fn start(
         store: Store,
@@ -302,7 +326,11 @@ impl Runner {
         let mut rows = Vec::new();
         {
             let store = runner.store.clone();
-            let mut stream = store.stream_active_alerts();
+            // A shard drops the other shards' rows as they stream in, before decoding them.
+            let shard = runner.config.shard;
+            let mut stream = store.stream_active_alerts_where(move |symbol| {
+                shard.is_none_or(|shard| shard.owns_name(symbol))
+            });
             while let Some(row) = stream.next().await {
                 rows.push(row?);
                 if rows.len() >= 1024 {
@@ -324,6 +352,8 @@ impl Runner {
         runner.publish_wanted();
         tracing::info!(
             alerts = runner.alerts.len(),
+            symbols = runner.per_symbol.len(),
+            shard = runner.config.shard.map(|s| s.to_string()),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "alerts loaded"
         );
@@ -334,7 +364,8 @@ impl Runner {
     /// inactive, unparsable or refused one is removed and logged.
     fn load(&mut self, row: AlertRow) {
         let id = row.id;
-        if row.status != AlertStatus::Active {
+        // Another shard's (its symbol may have been changed away from this shard's).
+        if row.status != AlertStatus::Active || !self.owns_name(&row.symbol) {
             self.unload(id);
             return;
         }
@@ -430,6 +461,15 @@ impl Runner {
         }
     }
 
+    /// Whether this runner handles the symbol named `name` (every symbol without a shard).
+    fn owns_name(&self, name: &str) -> bool {
+        self.config.shard.is_none_or(|shard| shard.owns_name(name))
+    }
+
+    fn owns(&self, symbol: &Symbol) -> bool {
+        self.config.shard.is_none_or(|shard| shard.owns(symbol))
+    }
+
     /// Tells the source which symbols are needed, with how much history.
     fn publish_wanted(&mut self) {
         let mut wanted = Wanted::new();
@@ -451,44 +491,6 @@ impl Runner {
             }
         });
         self.update_readiness();
-    }
-
-    /// Pushes a recorded trigger (and its notification) to the user's live connections.
-    fn announce(
-        &self,
-        record: &alert_store::NewTrigger,
-        trigger_id: Uuid,
-        notification_id: Option<Uuid>,
-        now: DateTime<Utc>,
-    ) {
-        let Some(live) = &self.outlets.live else {
-            return;
-        };
-        live.publish(
-            record.user_id,
-            alert_dispatch::LiveEvent::Trigger {
-                trigger_id,
-                alert_id: record.alert_id,
-                symbol: record.symbol.clone(),
-                bar_time: record.bar_time,
-                fired_at: record.fired_at,
-                recorded_at: now,
-                snapshot: record.snapshot.clone(),
-            },
-        );
-        if let (Some(n), Some(id)) = (&record.notification, notification_id) {
-            live.publish(
-                record.user_id,
-                alert_dispatch::LiveEvent::Notification {
-                    id,
-                    trigger_id,
-                    alert_id: record.alert_id,
-                    title: n.title.clone(),
-                    body: n.body.clone(),
-                    created_at: now,
-                },
-            );
-        }
     }
 
     /// Active alerts, total and per symbol (bounded); on alert changes, never per candle.
@@ -517,16 +519,21 @@ impl Runner {
     pub async fn poll_changes(&mut self) -> Result<usize, RunnerError> {
         let read_at = Utc::now();
         let alerts = &self.alerts;
+        let shard = self.config.shard;
         // Only rows this runner does not hold at that version (or holds but are no longer
-        // active) are read whole: each of those is applied.
+        // active) are read whole: each of those is applied. A shard reads another shard's
+        // alert only when it holds it (its symbol was changed away: it is unloaded).
         let changes = self
             .store
             .alert_changes_where(
                 self.watermark.max(self.last_read),
                 CHANGE_OVERLAP,
-                |id, updated_at, status| match alerts.get(&id) {
+                |id, updated_at, status, symbol| match alerts.get(&id) {
                     Some(held) => held.updated_at != updated_at || status != AlertStatus::Active,
-                    None => status == AlertStatus::Active,
+                    None => {
+                        status == AlertStatus::Active
+                            && shard.is_none_or(|shard| shard.owns_name(symbol))
+                    }
                 },
             )
             .await?;
@@ -590,10 +597,19 @@ impl Runner {
         // and one read per notification starved the candles).
         let mut changes_due: Option<tokio::time::Instant> = None;
         let due_soon = || tokio::time::Instant::now() + CHANGE_COALESCE;
+        // Recording runs beside evaluation (see `record`): rounds go to it in order.
+        let (rounds, rounds_rx) = mpsc::unbounded_channel();
+        let room = Arc::new(tokio::sync::Semaphore::new(self.config.record_queue.max(1)));
+        let mut recorder = tokio::spawn(
+            record::Recorder::new(self.store.clone(), self.outlets.clone())
+                .run(rounds_rx, cancel.clone()),
+        );
         loop {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
+                // It ends by itself only on an error it could not retry away.
+                joined = &mut recorder => return Err(recorder_failure(joined)),
                 note = async {
                     match notified.as_mut() {
                         Some(stream) => stream.next().await,
@@ -616,7 +632,9 @@ impl Runner {
                         break; // the source ended
                     }
                     let round = Instant::now();
-                    self.process(&mut batch, &cancel).await?;
+                    if self.process(&mut batch, round, &rounds, &room).await.is_err() {
+                        return Err(recorder_failure(recorder.await));
+                    }
                     metrics::histogram!(ROUND_SECONDS).record(round.elapsed().as_secs_f64());
                     query::answer_waiting(&self.engine, &mut queries);
                 }
@@ -668,24 +686,44 @@ impl Runner {
         // Shutdown: evaluate what was already received and record it.
         events.close();
         while events.recv_many(&mut batch, self.config.max_batch).await > 0 {
-            self.process(&mut batch, &cancel).await?;
+            if self
+                .process(&mut batch, Instant::now(), &rounds, &room)
+                .await
+                .is_err()
+            {
+                return Err(recorder_failure(recorder.await));
+            }
         }
+        drop(rounds);
+        let recorded = match recorder.await {
+            Ok(result) => result?,
+            Err(e) => return Err(RunnerError::Recorder(e.to_string())),
+        };
+        self.stats.triggers_recorded += recorded.triggers_recorded;
+        self.stats.duplicates += recorded.duplicates;
         tracing::info!(?self.stats, "runner stopped");
         Ok(self.stats)
     }
 
-    /// Feeds a batch of source events through the engine and records the triggers (retrying
-    /// through store outages: the engine has moved on, so a dropped batch would be lost).
+    /// Feeds a batch of source events through the engine and hands the round's triggers and
+    /// expiries to the recorder (waiting for room when `record_queue` of them are not yet
+    /// recorded). Fails only when the recorder has stopped.
     async fn process(
         &mut self,
         batch: &mut Vec<SourceEvent>,
-        cancel: &CancellationToken,
-    ) -> Result<(), RunnerError> {
+        started: Instant,
+        rounds: &mpsc::UnboundedSender<record::Round>,
+        room: &Arc<tokio::sync::Semaphore>,
+    ) -> Result<(), RecorderGone> {
         let mut fired = Vec::new();
         let mut expired = Vec::new();
         let mut out = Vec::new();
         for event in batch.drain(..) {
             match event {
+                // Another shard's symbol (a replay or the simulated market sends every
+                // symbol it has, whatever is wanted).
+                SourceEvent::Candle { symbol, .. } | SourceEvent::Warm { symbol }
+                    if !self.owns(&symbol) => {}
                 SourceEvent::Candle { symbol, update } => {
                     let t = Instant::now();
                     match self.engine.on_candle(symbol, &update, &mut out) {
@@ -715,8 +753,12 @@ impl Runner {
                     }
                     for e in out.drain(..) {
                         match e {
-                            Event::Triggered(t) => fired.push(t),
-                            Event::Expired { alert_id, .. } => expired.push(alert_id),
+                            Event::Triggered(t) => fired.push(*t),
+                            Event::Expired { alert_id, .. } => {
+                                if let Ok(uuid) = Uuid::parse_str(alert_id.as_str()) {
+                                    expired.push(uuid);
+                                }
+                            }
                         }
                     }
                 }
@@ -727,69 +769,43 @@ impl Runner {
                 SourceEvent::Reconnected => metrics::counter!(RECONNECTS).increment(1),
             }
         }
-        let mut queued_any = false;
-        if !fired.is_empty() {
-            let now = Utc::now();
-            // Keep each record beside its trigger (a trigger that is not a stored alert's has
-            // no record).
-            let (fired, records): (Vec<_>, Vec<_>) = fired
-                .into_iter()
-                .filter_map(|t| trigger_to_record(&t, now).map(|r| (t, r)))
-                .unzip();
-            let store = &self.store;
-            let results = retry_store("record triggers", cancel, || {
-                store.record_triggers(&records, now)
-            })
-            .await
-            .inspect_err(|e| {
-                tracing::error!(triggers = records.len(), error = %e, "triggers NOT recorded");
-            })?;
-            for ((t, record), r) in fired.iter().zip(&records).zip(&results) {
-                match r {
-                    alert_store::Recorded::New {
-                        trigger_id,
-                        notification_id,
-                    } => {
-                        queued_any |= !record.deliveries.is_empty();
-                        self.announce(record, *trigger_id, *notification_id, now);
-                        self.stats.triggers_recorded += 1;
-                        metrics::counter!(TRIGGERS).increment(1);
-                        let message = t.render_message(t.fired_at).unwrap_or_default();
-                        tracing::info!(
-                            alert = %t.alert_id, name = %t.definition.name, symbol = %t.symbol,
-                            bar_time = %t.bar_time.to_rfc3339(), trigger = %trigger_id, %message,
-                            "alert fired"
-                        );
-                    }
-                    alert_store::Recorded::Skipped => {
-                        tracing::debug!(alert = %t.alert_id, "alert no longer stored; trigger dropped");
-                    }
-                    alert_store::Recorded::Duplicate => {
-                        self.stats.duplicates += 1;
-                        tracing::debug!(alert = %t.alert_id, bar_time = %t.bar_time, "trigger already recorded");
-                    }
-                }
-            }
+        // The engine has let go of an expired alert; the recorder stores the expiry after the
+        // round's triggers.
+        for id in &expired {
+            self.unload(*id);
         }
-        if let Some(waker) = &self.outlets.dispatcher
-            && queued_any
-        {
-            waker.wake();
-        }
-        let expired_any = !expired.is_empty();
-        for id in expired {
-            if let Ok(uuid) = Uuid::parse_str(id.as_str()) {
-                let store = &self.store;
-                retry_store("expire alert", cancel, || {
-                    store.expire_alert(uuid, Utc::now())
-                })
-                .await?;
-                self.unload(uuid);
-            }
-        }
-        if expired_any {
+        if !expired.is_empty() {
             self.publish_alert_gauges();
         }
-        Ok(())
+        if fired.is_empty() && expired.is_empty() {
+            return Ok(());
+        }
+        let wanted = (fired.len() + expired.len()).clamp(1, self.config.record_queue.max(1));
+        let room = Arc::clone(room)
+            .acquire_many_owned(u32::try_from(wanted).unwrap_or(u32::MAX))
+            .await
+            .map_err(|_| RecorderGone)?;
+        rounds
+            .send(record::Round {
+                started,
+                fired,
+                expired,
+                room,
+            })
+            .map_err(|_| RecorderGone)
+    }
+}
+
+/// A round could not be handed to the recorder: it has stopped (its result says why).
+struct RecorderGone;
+
+/// Why the recorder stopped while the runner still had rounds for it.
+fn recorder_failure(
+    joined: Result<Result<record::RecordStats, RunnerError>, tokio::task::JoinError>,
+) -> RunnerError {
+    match joined {
+        Ok(Err(e)) => e,
+        Ok(Ok(_)) => RunnerError::Recorder("stopped before the runner".into()),
+        Err(e) => RunnerError::Recorder(e.to_string()),
     }
 }

@@ -9,13 +9,19 @@ pub const CANDLES: &str = "alert_runner_candles_total";
 pub const CANDLES_REJECTED: &str = "alert_runner_candles_rejected_total";
 pub const EVALUATION_SECONDS: &str = "alert_runner_evaluation_seconds";
 /// One round: a batch of candle updates taken from the source together (with a replay, the
-/// symbols' bars of one minute, up to `max_batch`), evaluated, and its triggers recorded in
-/// one transaction. Exported as a histogram with [`ROUND_SECONDS_BUCKETS`].
+/// symbols' bars of one minute, up to `max_batch`), evaluated, and its triggers handed to the
+/// recorder (which records them in one transaction while the next round is evaluated; when it
+/// is behind, the wait for room counts here). Exported as a histogram with
+/// [`ROUND_SECONDS_BUCKETS`]; see also [`ROUND_RECORDED_SECONDS`].
 pub const ROUND_SECONDS: &str = "alert_runner_round_seconds";
 /// Bucket bounds of [`ROUND_SECONDS`] (seconds): fine below the 200 ms target.
 pub const ROUND_SECONDS_BUCKETS: &[f64] = &[
     0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0,
 ];
+/// From a round's start to its triggers recorded (and announced), for rounds that fired or
+/// expired something: the round's evaluation, its wait in the recorder's queue and the store
+/// write. Same buckets as [`ROUND_SECONDS`].
+pub const ROUND_RECORDED_SECONDS: &str = "alert_runner_round_recorded_seconds";
 pub const ALERTS_ACTIVE: &str = "alert_runner_alerts_active";
 /// Active alerts per symbol (`symbol` label), for the top symbols by count only; the rest are
 /// summed under `symbol="other"` (see [`RunnerConfig::alerts_by_symbol_top`](crate::RunnerConfig)).
@@ -27,6 +33,9 @@ pub const TRIGGERS: &str = "alert_runner_triggers_total";
 pub const DATA_LAG_SECONDS: &str = "alert_runner_data_lag_seconds";
 pub const RECONNECTS: &str = "alert_runner_source_reconnects_total";
 pub const ERRORS: &str = "alert_runner_errors_total";
+/// 1 while this process owns its shard (`--shard I/N`, label `shard="I/N"`), 0 while it is
+/// a hot standby waiting for the shard's lock.
+pub const SHARD_OWNER: &str = "alert_runner_shard_owner";
 
 /// The `k` symbols with the most active alerts (most first; ties by symbol, so the choice is
 /// stable), and the sum of the others' counts.

@@ -39,6 +39,7 @@ pub use bots::{
 pub use error::StoreError;
 pub use model::*;
 pub use notify::ALERT_CHANNEL;
+pub use postgres::{AdvisoryLock, SHARD_LOCK_NAMESPACE, shard_lock_key};
 
 /// Limits on active alerts, checked when an alert is created or resumed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -328,9 +329,22 @@ impl Store {
 
     /// Every active alert, streamed (never materialised as a whole).
     pub fn stream_active_alerts(&self) -> BoxStream<'_, Result<AlertRow, StoreError>> {
+        self.stream_active_alerts_where(|_| true)
+    }
+
+    /// The active alerts whose symbol (as stored: upper-case) `keep` accepts, streamed; the
+    /// others are dropped as their rows arrive, before their definitions are decoded (a
+    /// shard's runner loads only its symbols' alerts).
+    pub fn stream_active_alerts_where<'a, K>(
+        &'a self,
+        keep: K,
+    ) -> BoxStream<'a, Result<AlertRow, StoreError>>
+    where
+        K: Fn(&str) -> bool + Send + 'a,
+    {
         match &self.backend {
-            Backend::Sqlite(p) => sqlite::stream_active_alerts(p),
-            Backend::Postgres(p) => postgres::stream_active_alerts(p),
+            Backend::Sqlite(p) => sqlite::stream_active_alerts(p, keep),
+            Backend::Postgres(p) => postgres::stream_active_alerts(p, keep),
         }
     }
 
@@ -343,14 +357,14 @@ impl Store {
         since: DateTime<Utc>,
         overlap: Duration,
     ) -> Result<AlertChanges, StoreError> {
-        self.alert_changes_where(since, overlap, |_, _, _| true)
+        self.alert_changes_where(since, overlap, |_, _, _, _| true)
             .await
     }
 
     /// [`Store::alert_changes`], returning whole rows only for the changes `wanted` chooses
-    /// by (id, `updated_at`, status): the window is read as versions first, so rows the
-    /// caller already holds at that version are not read and parsed again (the watermark
-    /// still covers every change seen).
+    /// by (id, `updated_at`, status, symbol): the window is read as versions first, so rows
+    /// the caller already holds at that version (or whose symbol another shard owns) are not
+    /// read and parsed again (the watermark still covers every change seen).
     pub async fn alert_changes_where<F>(
         &self,
         since: DateTime<Utc>,
@@ -358,7 +372,7 @@ impl Store {
         wanted: F,
     ) -> Result<AlertChanges, StoreError>
     where
-        F: Fn(Uuid, DateTime<Utc>, AlertStatus) -> bool,
+        F: Fn(Uuid, DateTime<Utc>, AlertStatus, &str) -> bool,
     {
         let from = since
             - chrono::Duration::from_std(overlap).unwrap_or_else(|_| chrono::Duration::seconds(5));
@@ -398,6 +412,20 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(p) => sqlite::last_fired_bars(p).await,
             Backend::Postgres(p) => postgres::last_fired_bars(p).await,
+        }
+    }
+
+    /// A session-level advisory lock on `key`, on a connection of its own (not the pool's),
+    /// not yet taken: [`AdvisoryLock::try_acquire`] takes it, and it is held until the guard
+    /// is dropped or released, or its connection drops (the owner died, PostgreSQL
+    /// restarted) — [`AdvisoryLock::still_held`] tells. PostgreSQL only: SQLite has no
+    /// advisory locks (and one SQLite file is not shared between machines).
+    pub async fn advisory_lock(&self, key: i64) -> Result<AdvisoryLock, StoreError> {
+        match &self.backend {
+            Backend::Postgres(p) => AdvisoryLock::open(p, key).await,
+            Backend::Sqlite(_) => Err(StoreError::Config(
+                "advisory locks (shards) need PostgreSQL: DATABASE_URL is SQLite".into(),
+            )),
         }
     }
 

@@ -425,10 +425,28 @@ pub async fn list_deliveries(
         .collect()
 }
 
-pub fn stream_active_alerts(pool: &PgPool) -> BoxStream<'_, Result<AlertRow, StoreError>> {
+/// The active alerts whose `symbol` column `keep` accepts: the column is read first and
+/// the rest of a row (the definition JSON) only for the kept ones.
+pub fn stream_active_alerts<'a, K>(
+    pool: &'a PgPool,
+    keep: K,
+) -> BoxStream<'a, Result<AlertRow, StoreError>>
+where
+    K: Fn(&str) -> bool + Send + 'a,
+{
     sqlx::query("SELECT * FROM alerts WHERE status = 'active'")
         .fetch(pool)
-        .map(|r| r.map_err(StoreError::from).and_then(|row| alert_row(&row)))
+        .filter_map(move |r| {
+            let row = match r {
+                Ok(row) => match row.try_get::<&str, _>("symbol") {
+                    Ok(symbol) if !keep(symbol) => None,
+                    Ok(_) => Some(alert_row(&row)),
+                    Err(e) => Some(Err(StoreError::from(e))),
+                },
+                Err(e) => Some(Err(StoreError::from(e))),
+            };
+            std::future::ready(row)
+        })
         .boxed()
 }
 
@@ -441,12 +459,13 @@ pub async fn alert_changes<F>(
     wanted: F,
 ) -> Result<AlertChanges, StoreError>
 where
-    F: Fn(Uuid, DateTime<Utc>, AlertStatus) -> bool,
+    F: Fn(Uuid, DateTime<Utc>, AlertStatus, &str) -> bool,
 {
-    let versions = sqlx::query("SELECT id, updated_at, status FROM alerts WHERE updated_at >= $1")
-        .bind(from)
-        .fetch_all(pool)
-        .await?;
+    let versions =
+        sqlx::query("SELECT id, updated_at, status, symbol FROM alerts WHERE updated_at >= $1")
+            .bind(from)
+            .fetch_all(pool)
+            .await?;
     let mut watermark: Option<DateTime<Utc>> = None;
     let mut ids = Vec::new();
     for r in &versions {
@@ -454,7 +473,8 @@ where
         let at: DateTime<Utc> = r.try_get("updated_at")?;
         let status: String = r.try_get("status")?;
         watermark = Some(watermark.map_or(at, |w| w.max(at)));
-        if wanted(id, at, AlertStatus::read(&status)?) {
+        let symbol: &str = r.try_get("symbol")?;
+        if wanted(id, at, AlertStatus::read(&status)?, symbol) {
             ids.push(id);
         }
     }
@@ -527,10 +547,10 @@ notes AS (
 hooks AS (
     INSERT INTO webhook_deliveries (id, trigger_id, alert_id, user_id, action_index, kind, url, secret,
                                     payload, next_attempt_at, created_at, updated_at)
-    SELECT gen_random_uuid(), h.trigger_id, i.alert_id, i.user_id, h.action_index, h.kind, h.url, h.secret,
+    SELECT h.id, h.trigger_id, i.alert_id, i.user_id, h.action_index, h.kind, h.url, h.secret,
            h.payload, $19, $19, $19
-    FROM UNNEST($13::uuid[], $14::int[], $15::text[], $16::text[], $17::text[], $18::text[])
-        AS h(trigger_id, action_index, kind, url, secret, payload)
+    FROM UNNEST($13::uuid[], $14::int[], $15::text[], $16::text[], $17::text[], $18::text[], $20::uuid[])
+        AS h(trigger_id, action_index, kind, url, secret, payload, id)
     JOIN input i ON i.id = h.trigger_id JOIN ins ON ins.id = h.trigger_id
 ),
 fired AS (
@@ -575,7 +595,7 @@ pub async fn record_triggers(
             Plan::Blocked => (Uuid::new_v4(), true),
             Plan::Duplicate => continue,
         };
-        let note = (!blocked && batch[at].notification.is_some()).then(Uuid::new_v4);
+        let note = (!blocked && batch[at].notification.is_some()).then(crate::model::new_row_id);
         todo.push(Todo {
             at,
             id,
@@ -653,6 +673,12 @@ pub async fn record_triggers(
                 .collect::<Vec<_>>(),
         )
         .bind(now)
+        .bind(
+            hooks
+                .iter()
+                .map(|_| crate::model::new_row_id())
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(pool)
         .await?;
     let states: HashMap<Uuid, i32> = states.into_iter().collect();
@@ -1008,4 +1034,99 @@ pub async fn notifications_since(
     .await?;
     tx.commit().await?;
     rows.iter().map(notification_row).collect()
+}
+
+// ---- shard ownership ---------------------------------------------------------------------
+
+/// The high 32 bits of every shard lock key: ASCII `alrt`.
+pub const SHARD_LOCK_NAMESPACE: i64 = 0x616c_7274;
+
+/// The advisory lock key of shard `index` of a split into `count`:
+/// `SHARD_LOCK_NAMESPACE << 32 | count << 16 | index` (both below 65,536), so every (N, I)
+/// has its own key — a `0/3` and a `0/4` process do not exclude each other (re-sharding
+/// means stopping the old split first) — and the key is positive and clear of the per-user
+/// keys (`hashtextextended`) only by the odds of a 64-bit hash. In `pg_locks` it shows as
+/// `locktype = 'advisory'`, `classid = 0x616c7274`, `objid = count << 16 | index`,
+/// `objsubid = 1`.
+pub fn shard_lock_key(index: u32, count: u32) -> i64 {
+    (SHARD_LOCK_NAMESPACE << 32) | (i64::from(count & 0xffff) << 16) | i64::from(index & 0xffff)
+}
+
+/// A session-level advisory lock on a dedicated connection (see [`crate::Store::advisory_lock`]).
+/// Dropping it closes the connection, which frees the lock.
+#[derive(Debug)]
+pub struct AdvisoryLock {
+    conn: sqlx::PgConnection,
+    key: i64,
+    held: bool,
+}
+
+impl AdvisoryLock {
+    pub(crate) async fn open(pool: &PgPool, key: i64) -> Result<Self, StoreError> {
+        use sqlx::Connection;
+        let options = pool.connect_options();
+        let mut conn = sqlx::PgConnection::connect_with(&options).await?;
+        // Named in pg_stat_activity, so an operator sees who holds a shard.
+        sqlx::query("SELECT set_config('application_name', $1, false)")
+            .bind(format!("alert-runner shard lock {key:#x}"))
+            .execute(&mut conn)
+            .await?;
+        Ok(Self {
+            conn,
+            key,
+            held: false,
+        })
+    }
+
+    pub fn key(&self) -> i64 {
+        self.key
+    }
+
+    /// Whether the last call found the lock ours.
+    pub fn is_held(&self) -> bool {
+        self.held
+    }
+
+    /// Takes the lock if it is free (`pg_try_advisory_lock`, which does not wait); true when
+    /// this connection holds it. An error means the connection failed: open a new guard.
+    pub async fn try_acquire(&mut self) -> Result<bool, StoreError> {
+        if self.held {
+            return self.still_held().await;
+        }
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(self.key)
+            .fetch_one(&mut self.conn)
+            .await?;
+        self.held = got;
+        Ok(got)
+    }
+
+    /// Whether this connection still holds the lock, asked of the server (`pg_locks`): false
+    /// or an error (the connection dropped: PostgreSQL restarted, or the network) means the
+    /// lock is lost — another process may hold it now.
+    pub async fn still_held(&mut self) -> Result<bool, StoreError> {
+        let held: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+             AND pid = pg_backend_pid() AND granted AND objsubid = 1 \
+             AND classid::bigint = ($1 >> 32) AND objid::bigint = ($1 & 4294967295))",
+        )
+        .bind(self.key)
+        .fetch_one(&mut self.conn)
+        .await
+        .inspect_err(|_| self.held = false)?;
+        self.held = held;
+        Ok(held)
+    }
+
+    /// Releases the lock and closes the connection.
+    pub async fn release(mut self) {
+        use sqlx::Connection;
+        if self.held {
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(self.key)
+                .execute(&mut self.conn)
+                .await;
+        }
+        let _ = self.conn.close().await;
+    }
 }

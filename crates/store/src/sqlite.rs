@@ -413,10 +413,28 @@ pub async fn list_deliveries(
     Ok(out)
 }
 
-pub fn stream_active_alerts(pool: &SqlitePool) -> BoxStream<'_, Result<AlertRow, StoreError>> {
+/// The active alerts whose `symbol` column `keep` accepts: the column is read first and
+/// the rest of a row (the definition JSON) only for the kept ones.
+pub fn stream_active_alerts<'a, K>(
+    pool: &'a SqlitePool,
+    keep: K,
+) -> BoxStream<'a, Result<AlertRow, StoreError>>
+where
+    K: Fn(&str) -> bool + Send + 'a,
+{
     sqlx::query("SELECT * FROM alerts WHERE status = 'active'")
         .fetch(pool)
-        .map(|r| r.map_err(StoreError::from).and_then(|row| alert_row(&row)))
+        .filter_map(move |r| {
+            let row = match r {
+                Ok(row) => match row.try_get::<&str, _>("symbol") {
+                    Ok(symbol) if !keep(symbol) => None,
+                    Ok(_) => Some(alert_row(&row)),
+                    Err(e) => Some(Err(StoreError::from(e))),
+                },
+                Err(e) => Some(Err(StoreError::from(e))),
+            };
+            std::future::ready(row)
+        })
         .boxed()
 }
 
@@ -427,12 +445,13 @@ pub async fn alert_changes<F>(
     wanted: F,
 ) -> Result<AlertChanges, StoreError>
 where
-    F: Fn(Uuid, DateTime<Utc>, AlertStatus) -> bool,
+    F: Fn(Uuid, DateTime<Utc>, AlertStatus, &str) -> bool,
 {
-    let versions = sqlx::query("SELECT id, updated_at, status FROM alerts WHERE updated_at >= ?")
-        .bind(ms(from))
-        .fetch_all(pool)
-        .await?;
+    let versions =
+        sqlx::query("SELECT id, updated_at, status, symbol FROM alerts WHERE updated_at >= ?")
+            .bind(ms(from))
+            .fetch_all(pool)
+            .await?;
     let mut watermark: Option<DateTime<Utc>> = None;
     let mut ids = Vec::new();
     for r in &versions {
@@ -440,7 +459,8 @@ where
         let at = time(r, "updated_at")?;
         let status: String = r.try_get("status")?;
         watermark = Some(watermark.map_or(at, |w| w.max(at)));
-        if wanted(id, at, AlertStatus::read(&status)?) {
+        let symbol: &str = r.try_get("symbol")?;
+        if wanted(id, at, AlertStatus::read(&status)?, symbol) {
             ids.push(id.to_string());
         }
     }
@@ -550,7 +570,7 @@ pub async fn record_triggers(
         }
         let mut notification_id = None;
         if let Some(n) = &t.notification {
-            let note = Uuid::new_v4();
+            let note = crate::model::new_row_id();
             notification_id = Some(note);
             sqlx::query(
                 "INSERT INTO notifications (id, user_id, alert_id, trigger_id, title, body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -570,7 +590,7 @@ pub async fn record_triggers(
                 "INSERT INTO webhook_deliveries (id, trigger_id, alert_id, user_id, action_index, kind, url, secret, payload, \
                  next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
-            .bind(Uuid::new_v4().to_string())
+            .bind(crate::model::new_row_id().to_string())
             .bind(id.to_string())
             .bind(t.alert_id.to_string())
             .bind(t.user_id.to_string())

@@ -8,6 +8,7 @@ mod bench_serve;
 mod bot_backtest;
 mod dispatch;
 mod indicators;
+mod ingest;
 mod migrate;
 mod serve;
 pub(crate) mod token;
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(&args, true),
         Command::Run(args) => serve::run(&args, false),
         Command::Dispatch(args) => dispatch::run(&args),
+        Command::Ingest(args) => ingest::run(&args),
     }
 }
 

@@ -11,7 +11,8 @@ use alert_marketdata::ingest::MAX_CANDLES_PER_REQUEST;
 use alert_marketdata::{
     Ingest, IngestConfig, IngestHandle, Replay, ReplayConfig, Simulated, SimulatedConfig, Source,
 };
-use alert_runtime::{Outlets, Readiness, Runner, RunnerConfig};
+use alert_runtime::marketdata::Wanted;
+use alert_runtime::{MarketHandle, Outlets, Readiness, Runner, RunnerConfig, RunnerStats};
 use alert_store::{Limits, Store, StoreOptions};
 use anyhow::Context;
 use axum::Router;
@@ -19,7 +20,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{RunArgs, SourceKind};
@@ -44,7 +45,69 @@ pub(crate) fn init_logging(format: &str) {
 }
 
 fn source(args: &RunArgs) -> anyhow::Result<Box<dyn Source>> {
-    Ok(match args.source {
+    if args.source == SourceKind::Bus {
+        return bus_source(args);
+    }
+    market_source(args.source, &args.market)
+}
+
+/// `--source bus`: the candle bus's durable consumer.
+fn bus_source(args: &RunArgs) -> anyhow::Result<Box<dyn Source>> {
+    let config = bus_config(args)?;
+    tracing::info!(bus = %config.url, stream = %config.stream, durable = %config.durable, feed = %config.timeframe, replayed = args.bus.replayed, "market data: candle bus");
+    Ok(Box::new(alert_marketdata::Bus::new(config)))
+}
+
+fn bus_config(args: &RunArgs) -> anyhow::Result<alert_marketdata::BusConfig> {
+    let url = args.bus.url.as_deref().map(str::trim).unwrap_or("");
+    anyhow::ensure!(
+        !url.is_empty(),
+        "--source bus needs --bus nats://HOST:PORT (or ALERT_BUS_URL)"
+    );
+    let durable = args.bus.durable.clone().unwrap_or_else(|| {
+        alert_marketdata::bus::default_durable(
+            args.market.feed,
+            args.shard.map(|s| (s.index, s.count)),
+        )
+    });
+    for (what, name) in [
+        ("--bus-stream", &args.bus.stream),
+        ("--bus-durable", &durable),
+    ] {
+        anyhow::ensure!(
+            alert_marketdata::bus::valid_name(name),
+            "{what} {name:?}: expected 1 to 64 printable characters without spaces, '.', '*', '>', '/' or '\\'"
+        );
+    }
+    Ok(alert_marketdata::BusConfig {
+        url: url.to_owned(),
+        stream: args.bus.stream.clone(),
+        subjects: args.bus.subjects.clone(),
+        durable,
+        timeframe: args.market.feed,
+    })
+}
+
+/// `--bus` belongs to `--source bus`: refused with any other source rather than ignored.
+fn check_bus(args: &RunArgs) -> anyhow::Result<()> {
+    if args.source == SourceKind::Bus {
+        return bus_config(args).map(drop);
+    }
+    if args.source != SourceKind::Bus && args.bus.url.is_some() {
+        anyhow::bail!(
+            "--bus (ALERT_BUS_URL) is read by --source bus only: add --source bus, or unset it for --source {}",
+            format!("{:?}", args.source).to_lowercase()
+        );
+    }
+    Ok(())
+}
+
+/// A market source of `kind` (simulated, replay or binance).
+pub(crate) fn market_source(
+    kind: SourceKind,
+    args: &crate::cli::MarketArgs,
+) -> anyhow::Result<Box<dyn Source>> {
+    Ok(match kind {
         SourceKind::Simulated => {
             tracing::warn!(
                 "market data: SIMULATED (seeded random walk, symbols SIM*) — not real prices"
@@ -59,7 +122,7 @@ fn source(args: &RunArgs) -> anyhow::Result<Box<dyn Source>> {
                 "--source replay needs --replay PATH (files or directories)"
             );
             let replay = Replay::new(ReplayConfig {
-                paths: args.replay.clone(),
+                paths: args.replay.to_vec(),
                 timeframe: args.feed,
                 speed: args.replay_speed,
                 looping: args.replay_loop,
@@ -69,8 +132,8 @@ fn source(args: &RunArgs) -> anyhow::Result<Box<dyn Source>> {
         }
         SourceKind::Binance => {
             let mut config = alert_marketdata::BinanceConfig {
-                rest_url: args.binance_rest_url.clone(),
-                ws_url: args.binance_ws_url.clone(),
+                rest_url: args.binance_rest_url.to_owned(),
+                ws_url: args.binance_ws_url.to_owned(),
                 interval: args.feed,
                 ..alert_marketdata::BinanceConfig::default()
             };
@@ -85,6 +148,7 @@ fn source(args: &RunArgs) -> anyhow::Result<Box<dyn Source>> {
             Box::new(alert_marketdata::Binance::new(config))
         }
         SourceKind::Ingest => anyhow::bail!("the ingest source is built by ingest_source"),
+        SourceKind::Bus => anyhow::bail!("the bus source is built by bus_source"),
     })
 }
 
@@ -98,7 +162,7 @@ fn ingest_source(args: &RunArgs, http: bool) -> anyhow::Result<Option<(Ingest, I
         "--source ingest receives candles over HTTP (POST /v1/candles): use `alert-runner serve`"
     );
     check_service_key(args)?;
-    let (source, handle) = Ingest::new(IngestConfig::new(args.feed));
+    let (source, handle) = Ingest::new(IngestConfig::new(args.market.feed));
     Ok(Some((source, handle)))
 }
 
@@ -262,6 +326,7 @@ pub fn run(args: &RunArgs, http: bool) -> anyhow::Result<()> {
 
 async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
     // Configuration errors first, before anything is opened.
+    check_bus(args)?;
     let ingest = ingest_source(args, http)?;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         // Round times as a histogram (cumulative buckets) rather than the default summary
@@ -271,8 +336,16 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
             alert_runtime::ROUND_SECONDS_BUCKETS,
         )
         .context("configuring the metrics recorder")?
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(
+                alert_runtime::ROUND_RECORDED_SECONDS.to_owned(),
+            ),
+            alert_runtime::ROUND_SECONDS_BUCKETS,
+        )
+        .context("configuring the metrics recorder")?
         .install_recorder()
         .context("installing the metrics recorder")?;
+    check_shard(args, http)?;
     let store = Store::connect(
         &args.database.database_url,
         StoreOptions {
@@ -287,10 +360,10 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
     .await
     .with_context(|| format!("opening {}", redact_url(&args.database.database_url)))?;
     tracing::info!(backend = ?store.kind(), "store open");
-    if args
+    let demo = args
         .demo
-        .unwrap_or(matches!(args.source, SourceKind::Simulated))
-    {
+        .unwrap_or(matches!(args.source, SourceKind::Simulated));
+    if demo {
         seed_demo(&store).await?;
     }
 
@@ -301,7 +374,9 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
     let config = RunnerConfig {
         poll: Duration::from_millis(args.poll_ms.max(10)),
         feed: source.timeframe(),
-        live_only: !matches!(args.source, SourceKind::Replay),
+        // Replayed data is history by design (also when a replay feeds the bus).
+        live_only: !(args.source == SourceKind::Replay
+            || (args.source == SourceKind::Bus && args.bus.replayed)),
         ..RunnerConfig::default()
     };
     let live = LiveHub::default();
@@ -325,13 +400,11 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
     } else {
         None
     };
-    let (mut runner, wanted, readiness) = Runner::start(store.clone(), config).await?;
-    let market = runner.market_handle();
-    let runner = runner.with_outlets(Outlets {
+    let outlets = Outlets {
         live: Some(live.clone()),
         dispatcher: dispatcher.as_ref().map(Dispatcher::waker),
         changes: Some(runner_changes),
-    });
+    };
     let cancel = CancellationToken::new();
     on_shutdown_signal(cancel.clone());
     // The dispatcher stops after the runner has flushed its last triggers.
@@ -344,21 +417,75 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
     } else {
         4096
     };
-    let (tx, rx) = mpsc::channel(capacity);
-    let source_name = source.name();
-    let source_task = tokio::spawn(source.run(tx, wanted, cancel.child_token()));
-    let runner_task = tokio::spawn(runner.run(rx, cancel.clone()));
+    let readiness = Readiness::default();
+    let term = RunnerTerm {
+        store: store.clone(),
+        config: RunnerConfig {
+            shard: args.shard,
+            ..config
+        },
+        outlets,
+        readiness: readiness.clone(),
+        capacity,
+    };
+    // Unsharded: one runner, started now (the API asks it about market data). Sharded: a
+    // runner per term of ownership of the shard's lock, none while standing by.
+    let (market, runner_task): (Option<MarketHandle>, _) = match args.shard {
+        None => {
+            let (mut runner, wanted) = term.start().await?;
+            let market = runner.market_handle();
+            let task = tokio::spawn(term.run(runner, wanted, source, cancel.clone()));
+            let task: RunnerTask<'_> =
+                Box::pin(async move { task.await.context("runner task")?.map(Some) });
+            (Some(market), task)
+        }
+        Some(shard) => {
+            let store = store.clone();
+            let cancel = cancel.clone();
+            let mut first = Some(source);
+            let task: RunnerTask<'_> = Box::pin(async move {
+                alert_runtime::shard::run_as_owner(
+                    &store,
+                    shard,
+                    alert_runtime::shard::OwnershipConfig::default(),
+                    cancel,
+                    |term_cancel| {
+                        // A fresh source each term: it backfills (binance) or starts over
+                        // (replay) what the runner needs.
+                        let source = first.take().map_or_else(|| self::source(args), Ok);
+                        let term = term.clone();
+                        async move {
+                            let (runner, wanted) = term.start().await?;
+                            term.run(runner, wanted, source?, term_cancel).await
+                        }
+                    },
+                )
+                .await
+            });
+            (None, task)
+        }
+    };
 
     let server = if http {
         let mut app = Router::new()
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
-            .with_state(readiness)
+            .with_state(readiness.clone())
             .route(
                 "/metrics",
                 metrics_route(metrics, args.metrics_token.as_deref()),
             );
         let jwt_secret = crate::commands::token::jwt_secret(args.jwt_secret.as_deref())?;
+        // The dashboard's "demo token" button: only on the embedded default (SQLite, the
+        // generated secret, the demo user seeded), never with a configured secret.
+        let demo_token = (demo
+            && args.jwt_secret.is_none()
+            && matches!(store.kind(), alert_store::BackendKind::Sqlite))
+        .then(|| alert_api::demo::DemoToken {
+            jwt_secret: jwt_secret.clone(),
+            user: crate::commands::DEMO_USER,
+            ttl: Duration::from_secs(24 * 3600),
+        });
         let api_state = alert_api::ApiState {
             store: store.clone(),
             auth: std::sync::Arc::new(
@@ -372,7 +499,7 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
             live: live.clone(),
             policy: args.dispatch.webhooks.address_policy(),
             secret_grace: args.webhook_secret_grace,
-            market: Some(market),
+            market,
             ingest,
             bots,
         };
@@ -383,8 +510,12 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
                 request_timeout: (args.request_timeout_ms > 0)
                     .then(|| Duration::from_millis(args.request_timeout_ms)),
                 max_in_flight: args.max_requests_in_flight,
+                demo_token: demo_token.clone(),
             },
         ));
+        if !args.no_dashboard {
+            app = app.merge(alert_web::router());
+        }
         let addr: SocketAddr = args
             .listen
             .parse()
@@ -397,6 +528,44 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
         } else {
             tracing::info!(%addr, "listening: /v1 API, /openapi.json, /healthz /readyz /metrics");
         }
+        if !args.no_dashboard {
+            let local = listener.local_addr().unwrap_or(addr);
+            let shown = if local.ip().is_unspecified() {
+                SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), local.port())
+            } else {
+                local
+            };
+            tracing::info!(
+                demo_token = demo_token.is_some(),
+                "dashboard: http://{shown}/"
+            );
+            if demo_token.is_some() && !local.ip().is_loopback() {
+                tracing::warn!(%addr, "the dashboard's demo token is served to anyone who can reach this address (embedded default): listen on 127.0.0.1, or set SUPABASE_JWT_SECRET or --demo false");
+            }
+        }
+        let token = cancel.clone();
+        Some(tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await
+        }))
+    } else if let Some(listen) = &args.metrics_listen {
+        // run: the operations endpoints only.
+        let app = Router::new()
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .with_state(readiness.clone())
+            .route(
+                "/metrics",
+                metrics_route(metrics, args.metrics_token.as_deref()),
+            );
+        let addr: SocketAddr = listen.parse().with_context(|| {
+            format!("--metrics-listen {listen:?}: expected an address such as 127.0.0.1:9090")
+        })?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        tracing::info!(%addr, "listening: /healthz /readyz /metrics");
         let token = cancel.clone();
         Some(tokio::spawn(async move {
             axum::serve(listener, app)
@@ -409,20 +578,14 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
 
     let stats = runner_task.await;
     cancel.cancel();
+    readiness.set(false);
     dispatch_cancel.cancel();
     if let Some(task) = dispatch_task
         && let Err(e) = task.await
     {
         tracing::error!(error = %e, "dispatcher panicked");
     }
-    let stats = stats.context("runner task")??;
-    match source_task.await {
-        Ok(Err(e)) => {
-            tracing::error!(source = source_name, error = %e, "market data source stopped")
-        }
-        Err(e) => tracing::error!(source = source_name, error = %e, "market data source panicked"),
-        Ok(Ok(())) => {}
-    }
+    let stats = stats?.unwrap_or_default();
     if let Some(server) = server {
         let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
     }
@@ -433,6 +596,84 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
         "stopped"
     );
     Ok(())
+}
+
+/// `--shard` needs PostgreSQL (the shards share one database and take their ownership lock
+/// there) and a source each shard can open itself.
+fn check_shard(args: &RunArgs, http: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !http || args.metrics_listen.is_none(),
+        "--metrics-listen is for `run`: serve answers /metrics on --listen"
+    );
+    let Some(shard) = args.shard else {
+        return Ok(());
+    };
+    let url = args.database.database_url.trim_start();
+    anyhow::ensure!(
+        url.starts_with("postgres://") || url.starts_with("postgresql://"),
+        "--shard {shard} needs PostgreSQL (DATABASE_URL postgres://…): the shards share one database and take their ownership lock there; {} is SQLite",
+        redact_url(url)
+    );
+    anyhow::ensure!(
+        args.source != SourceKind::Ingest,
+        "--shard with --source ingest is not supported: candles pushed to one process reach only its runner"
+    );
+    Ok(())
+}
+
+/// The runner (unsharded) or the shard's owner-or-standby loop, to the end.
+type RunnerTask<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = anyhow::Result<Option<RunnerStats>>> + Send + 'a>,
+>;
+
+/// What a runner needs to start and run, once (unsharded) or once per term of ownership
+/// (`--shard`).
+#[derive(Clone)]
+struct RunnerTerm {
+    store: Store,
+    config: RunnerConfig,
+    outlets: Outlets,
+    readiness: Readiness,
+    capacity: usize,
+}
+
+impl RunnerTerm {
+    /// Loads the alerts and the engine state from the store.
+    async fn start(&self) -> anyhow::Result<(Runner, watch::Receiver<Wanted>)> {
+        let (runner, wanted, _) = Runner::start(self.store.clone(), self.config.clone()).await?;
+        let runner = runner
+            .with_outlets(self.outlets.clone())
+            .with_readiness(self.readiness.clone());
+        Ok((runner, wanted))
+    }
+
+    /// Feeds the runner from `source` until `cancel` or the source's end, then stops the
+    /// source.
+    async fn run(
+        self,
+        runner: Runner,
+        wanted: watch::Receiver<Wanted>,
+        source: Box<dyn Source>,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<RunnerStats> {
+        let (tx, rx) = mpsc::channel(self.capacity);
+        let source_name = source.name();
+        let source_cancel = cancel.child_token();
+        let source_task = tokio::spawn(source.run(tx, wanted, source_cancel.clone()));
+        let stats = tokio::spawn(runner.run(rx, cancel)).await;
+        source_cancel.cancel();
+        self.readiness.set(false);
+        match source_task.await {
+            Ok(Err(e)) => {
+                tracing::error!(source = source_name, error = %e, "market data source stopped")
+            }
+            Err(e) => {
+                tracing::error!(source = source_name, error = %e, "market data source panicked")
+            }
+            Ok(Ok(())) => {}
+        }
+        Ok(stats.context("runner task")??)
+    }
 }
 
 #[cfg(test)]
