@@ -2498,6 +2498,7 @@ store_test!(
     bots_are_created_with_their_alerts_scoped_and_limited,
     bot_fills_are_recorded_once_with_their_changes,
     bot_changes_computed_from_a_stale_version_are_refused,
+    bot_orders_are_listed_in_fill_order_whatever_the_callers_clock,
     deleting_a_bot_removes_its_alerts_deals_and_orders
 );
 
@@ -2748,6 +2749,40 @@ async fn bot_fills_are_recorded_once_with_their_changes(db: TestDb) -> TestResul
         s.record_bot_fill(&ghost, at(40)).await?,
         alert_store::FillRecorded::NoBot
     );
+    Ok(())
+}
+
+/// Two fills that raced: the second to take the bot's lock read its clock first (or in the same
+/// millisecond). The listing is still in fill order, so the last order's average is the deal's.
+async fn bot_orders_are_listed_in_fill_order_whatever_the_callers_clock(
+    db: TestDb,
+) -> TestResult {
+    let s = &db.store;
+    let a = user();
+    let bot = s.create_bot(a, &new_bot(&ROLES), at(0)).await?;
+    s.record_bot_fill(&fill(&bot, "t-entry", open_deal(1)), at(10))
+        .await?;
+    let mut previous = "entry".to_string();
+    for (n, (role, clock)) in [("so1", at(9)), ("so2", at(9))].into_iter().enumerate() {
+        let bot = s.get_bot(a, bot.id).await?.unwrap();
+        let mut deal = open_deal(1);
+        deal.filled = vec![true, n == 1];
+        let mut f = fill(&bot, &format!("t-{role}"), deal);
+        f.order.role = role.into();
+        f.order.average_price = 99.0 - n as f64;
+        f.alerts.clear();
+        assert!(matches!(
+            s.record_bot_fill(&f, clock).await?,
+            alert_store::FillRecorded::New { .. }
+        ));
+        let orders = s.list_bot_orders(a, bot.id).await?;
+        let roles: Vec<&str> = orders.iter().map(|o| o.role.as_str()).collect();
+        assert_eq!(roles.last(), Some(&role), "after {previous}: {roles:?}");
+        assert!(orders.windows(2).all(|w| w[0].created_at < w[1].created_at));
+        previous = role.to_string();
+    }
+    let orders = s.list_bot_orders(a, bot.id).await?;
+    assert_eq!(orders.last().and_then(|o| o.average_price), Some(98.0));
     Ok(())
 }
 

@@ -307,10 +307,16 @@ pub async fn record_bot_fill(
     .fetch_one(&mut *tx)
     .await?;
     let o = &fill.order;
+    // Orders are listed by created_at: the time is the caller's clock, read before this
+    // transaction waited for the bot's lock, so a concurrent fill could carry an earlier or an
+    // equal time. Never earlier than the bot's last order (one tick after it) keeps the list
+    // in fill order, where each order's average price is the deal's after that fill.
     let order_id: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO bot_orders (bot_id, deal_id, user_id, client_order_id, role, side, price, \
          base_qty, notional, fee, created_at, deal_number, average_price, realized_pnl) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+         GREATEST($11, (SELECT max(created_at) + interval '1 microsecond' FROM bot_orders \
+         WHERE bot_id = $1)), $12, $13, $14) \
          ON CONFLICT (client_order_id) DO NOTHING RETURNING id",
     )
     .bind(fill.bot_id)

@@ -303,11 +303,17 @@ pub async fn record_bot_fill(
     let deal_id = Uuid::parse_str(&deal_id)
         .map_err(|_| StoreError::Corrupt(format!("bot_deals.id {deal_id:?}")))?;
     let o = &fill.order;
+    // Orders are listed by created_at: the time is the caller's clock, read before this
+    // transaction waited for the bot's lock, so a concurrent fill could carry an earlier or an
+    // equal time. Never earlier than the bot's last order (one tick after it) keeps the list
+    // in fill order, where each order's average price is the deal's after that fill.
     let order_id = Uuid::new_v4();
     sqlx::query(
         "INSERT INTO bot_orders (id, bot_id, deal_id, user_id, client_order_id, role, side, price, \
          base_qty, notional, fee, created_at, deal_number, average_price, realized_pnl) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
+         MAX(?, COALESCE((SELECT MAX(created_at) + 1 FROM bot_orders WHERE bot_id = ?), 0)), \
+         ?, ?, ?)",
     )
     .bind(order_id.to_string())
     .bind(fill.bot_id.to_string())
@@ -321,6 +327,7 @@ pub async fn record_bot_fill(
     .bind(o.notional)
     .bind(o.fee)
     .bind(ms(now))
+    .bind(fill.bot_id.to_string())
     .bind(d.number)
     .bind(o.average_price)
     .bind(o.realized_pnl)
