@@ -333,6 +333,12 @@ pub struct RunArgs {
     /// serve: do not run the dispatcher in this process (`dispatch` processes send instead).
     #[arg(long, env = "ALERT_NO_DISPATCH", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_dispatch: bool,
+    /// serve: do not run a runner in this process — an API instance: the HTTP API and the
+    /// dashboard (and the dispatcher, unless --no-dispatch), beside `run --shard` processes.
+    /// Needs PostgreSQL: live events (SSE/WebSocket) come from the database's announcements,
+    /// wherever they were recorded. No market data endpoints (no market here).
+    #[arg(long, env = "ALERT_NO_RUNNER", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_runner: bool,
     #[command(flatten)]
     pub dispatch: DispatchArgs,
 }

@@ -38,7 +38,17 @@
 //! `ready` message) reaching [`START_LOOKBACK`] back, so a client that loses its connection
 //! before any event misses nothing either.
 //!
-//! Live events reach the API process's own runner's clients (the hub is in-process).
+//! Where live events come from: on SQLite, one process records and streams, and its runner
+//! and bot handler publish to its hub as they commit. On PostgreSQL, many processes may
+//! record (a runner per shard, several dispatchers, several API instances), so the times of a
+//! lane could commit out of order across writers. There each lane has a clock row that every
+//! recording transaction moves just before it commits (never backwards), so a lane's times
+//! increase in commit order; the transaction announces its rows with NOTIFY, which PostgreSQL
+//! delivers in commit order; and every API process feeds its hub from those announcements
+//! (`alert_dispatch::relay`), never from its own parts. So the reasoning above holds with any
+//! number of writers, and a user's events reach every API instance wherever they were
+//! recorded. If the relay loses its connection, every stream ends and its client catches up
+//! from the store.
 //!
 //! ## Flow control
 //!

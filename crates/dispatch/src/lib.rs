@@ -7,12 +7,15 @@
 //! - [`webhook`]: one HTTP attempt and its classification.
 //! - [`dispatcher`]: workers that drain the store's outbox, surviving crashes (leases).
 //! - [`live`]: the in-process broadcast of notifications to connected clients.
+//! - [`relay`]: on PostgreSQL, the hub fed from the database's announcements (any process's
+//!   events reach every API instance).
 //! - [`bots`]: the interface bot actions are handed to.
 
 pub mod bots;
 pub mod dispatcher;
 pub mod live;
 pub mod metrics_names;
+pub mod relay;
 pub mod retry;
 pub mod sign;
 pub mod ssrf;
@@ -21,6 +24,7 @@ pub mod webhook;
 pub use bots::{BotAction, BotError, BotHandler};
 pub use dispatcher::{DispatchConfig, DispatchCounters, DispatchError, Dispatcher, Waker};
 pub use live::{LiveEvent, LiveHub, Subscription};
+pub use relay::EventRelay;
 pub use retry::RetryPolicy;
 pub use sign::{Secret, generate_secret};
 pub use ssrf::{AddressPolicy, SsrfError};

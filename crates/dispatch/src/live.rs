@@ -62,6 +62,9 @@ type Subscribers = HashMap<Uuid, Vec<(u64, mpsc::Sender<Arc<LiveEvent>>)>>;
 struct Inner {
     next_id: u64,
     subscribers: Subscribers,
+    /// Closed while the events cannot reach it (its relay lost the database): a subscription
+    /// ends at once, and its client catches up from the store when it reconnects.
+    closed: bool,
 }
 
 /// The broadcast hub. Cheap to clone.
@@ -132,6 +135,15 @@ impl LiveHub {
         let mut inner = self.lock();
         inner.next_id += 1;
         let id = inner.next_id;
+        if inner.closed {
+            // The sender is dropped here: the stream ends after what the store had.
+            return Subscription {
+                receiver: rx,
+                hub: self.clone(),
+                user,
+                id,
+            };
+        }
         inner.subscribers.entry(user).or_default().push((id, tx));
         drop(inner);
         metrics::gauge!(crate::metrics_names::LIVE_SUBSCRIBERS).increment(1.0);
@@ -193,6 +205,35 @@ impl LiveHub {
     pub fn subscriber_count(&self) -> usize {
         self.lock().subscribers.values().map(Vec::len).sum()
     }
+
+    /// Whether `user` has a subscriber (a relay reads only their rows).
+    pub fn has_subscribers(&self, user: Uuid) -> bool {
+        self.lock().subscribers.contains_key(&user)
+    }
+
+    /// Ends every subscription (their clients reconnect and catch up from the store): events
+    /// were missed. Returns how many ended.
+    pub fn drop_all(&self) -> usize {
+        let dropped: usize = {
+            let mut inner = self.lock();
+            let n = inner.subscribers.values().map(Vec::len).sum();
+            inner.subscribers.clear();
+            n
+        };
+        if dropped > 0 {
+            metrics::gauge!(crate::metrics_names::LIVE_SUBSCRIBERS).decrement(dropped as f64);
+            metrics::counter!(crate::metrics_names::LIVE_DROPPED).increment(dropped as u64);
+        }
+        dropped
+    }
+
+    /// Closes the hub (every subscription ends, new ones end at once) or opens it again.
+    pub fn set_open(&self, open: bool) {
+        self.lock().closed = !open;
+        if !open {
+            self.drop_all();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -250,6 +291,27 @@ mod tests {
         drop(s);
         assert_eq!(hub.subscriber_count(), 0);
         assert_eq!(hub.publish(user, note(1)), 0);
+    }
+
+    #[tokio::test]
+    async fn a_closed_hub_ends_every_subscription_until_opened() {
+        let hub = LiveHub::new(4);
+        let user = Uuid::from_u128(10);
+        let mut before = hub.subscribe(user);
+        assert!(hub.has_subscribers(user));
+        hub.set_open(false);
+        assert!(before.recv().await.is_none());
+        let mut during = hub.subscribe(user);
+        assert!(during.recv().await.is_none());
+        assert!(!hub.has_subscribers(user));
+        assert_eq!(hub.publish(user, note(1)), 0);
+        hub.set_open(true);
+        let mut after = hub.subscribe(user);
+        assert_eq!(hub.publish(user, note(2)), 1);
+        assert_eq!(*after.recv().await.unwrap(), note(2));
+        assert_eq!(hub.drop_all(), 1);
+        assert!(after.recv().await.is_none());
+        assert_eq!(hub.subscriber_count(), 0);
     }
 
     #[test]

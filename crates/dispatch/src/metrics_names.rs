@@ -23,3 +23,8 @@ pub const ERRORS: &str = "alert_runner_dispatch_errors_total";
 pub const LIVE_SUBSCRIBERS: &str = "alert_runner_live_subscribers";
 /// Live subscribers dropped because they fell behind.
 pub const LIVE_DROPPED: &str = "alert_runner_live_dropped_total";
+/// Events the relay published to live subscribers (read from the database's announcements).
+pub const LIVE_RELAYED: &str = "alert_runner_live_relayed_total";
+/// 1 while the relay listens for the database's announcements, 0 while it reconnects (live
+/// streams end and catch up from the store meanwhile).
+pub const LIVE_RELAY_LISTENING: &str = "alert_runner_live_relay_listening";

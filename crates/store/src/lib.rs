@@ -20,6 +20,7 @@
 pub mod bench;
 mod bots;
 mod error;
+mod live_feed;
 mod model;
 mod notify;
 mod postgres;
@@ -37,6 +38,7 @@ pub use bots::{
     FillRecorded, NewBot, NewBotAlert, NewBotOrder,
 };
 pub use error::StoreError;
+pub use live_feed::{EVENT_CHANNEL, EventListener, EventNotice, Heard, TriggerRef};
 pub use model::*;
 pub use notify::ALERT_CHANNEL;
 pub use postgres::{AdvisoryLock, SHARD_LOCK_NAMESPACE, shard_lock_key};

@@ -275,7 +275,7 @@ pub async fn delete_alert(
     Ok(done)
 }
 
-fn trigger_row(row: &PgRow) -> Result<TriggerRow, StoreError> {
+pub(crate) fn trigger_row(row: &PgRow) -> Result<TriggerRow, StoreError> {
     Ok(TriggerRow {
         id: row.try_get("id")?,
         alert_id: row.try_get("alert_id")?,
@@ -287,7 +287,7 @@ fn trigger_row(row: &PgRow) -> Result<TriggerRow, StoreError> {
     })
 }
 
-fn notification_row(row: &PgRow) -> Result<NotificationRow, StoreError> {
+pub(crate) fn notification_row(row: &PgRow) -> Result<NotificationRow, StoreError> {
     Ok(NotificationRow {
         id: row.try_get("id")?,
         alert_id: row.try_get("alert_id")?,
@@ -612,6 +612,7 @@ pub async fn record_triggers(
         .flat_map(|x| batch[x.at].deliveries.iter().map(move |w| (x.id, w)))
         .collect();
     let t = |x: &Todo| &batch[x.at];
+    let mut tx = pool.begin().await?;
     let states: Vec<(Uuid, i32)> = sqlx::query_as(RECORD_TRIGGERS)
         .bind(todo.iter().map(|x| x.id).collect::<Vec<_>>())
         .bind(todo.iter().map(|x| t(x).alert_id).collect::<Vec<_>>())
@@ -679,9 +680,45 @@ pub async fn record_triggers(
                 .map(|_| crate::model::new_row_id())
                 .collect::<Vec<_>>(),
         )
-        .fetch_all(pool)
+        .fetch_all(&mut *tx)
         .await?;
     let states: HashMap<Uuid, i32> = states.into_iter().collect();
+    let fresh: Vec<&Todo> = todo
+        .iter()
+        .filter(|x| states.get(&x.id) == Some(&0))
+        .collect();
+    if !fresh.is_empty() {
+        // Last before the commit (see live_feed): the lane's time for these rows, then the
+        // announcement listeners stream them from.
+        let at = crate::live_feed::move_lane(&mut tx, crate::live_feed::Lane::Alerts, now).await?;
+        if at.timestamp_micros() != now.timestamp_micros() {
+            // Another shard recorded at a later time first: these rows come after its.
+            let triggers: Vec<Uuid> = fresh.iter().map(|x| x.id).collect();
+            let notes: Vec<Uuid> = fresh.iter().filter_map(|x| x.note).collect();
+            sqlx::query("UPDATE alert_triggers SET created_at = $1 WHERE id = ANY($2)")
+                .bind(at)
+                .bind(&triggers)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE notifications SET created_at = $1 WHERE id = ANY($2)")
+                .bind(at)
+                .bind(&notes)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let notice = crate::live_feed::EventNotice::Triggers(
+            fresh
+                .iter()
+                .map(|x| crate::live_feed::TriggerRef {
+                    user: t(x).user_id,
+                    trigger: x.id,
+                    notification: x.note,
+                })
+                .collect(),
+        );
+        crate::live_feed::announce(&mut tx, &notice).await?;
+    }
+    tx.commit().await?;
     for x in &todo {
         out[x.at] = match states.get(&x.id) {
             Some(0) => Recorded::New {

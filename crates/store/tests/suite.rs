@@ -2275,8 +2275,49 @@ async fn bench_runs_on_both_backends() {
 
 store_test!(
     triggers_since_lists_in_recording_order,
-    notifications_since_lists_in_recording_order
+    notifications_since_lists_in_recording_order,
+    recording_times_follow_commit_order
 );
+
+/// A batch whose clock reads earlier than one already committed (another shard's, or a retry
+/// of a batch that failed) is recorded after it on PostgreSQL, where many processes record and
+/// event ids need times that increase in commit order; SQLite has one writer and keeps the
+/// time it is given.
+async fn recording_times_follow_commit_order(db: TestDb) -> TestResult {
+    let s = &db.store;
+    let a = user();
+    let x = create(s, a, "x", "BTCUSDT").await;
+    s.record_triggers(&[trigger(&x, hour(1), 0)], at(20))
+        .await?;
+    s.record_triggers(&[trigger(&x, hour(2), 0)], at(10))
+        .await?;
+    s.record_triggers(&[trigger(&x, hour(3), 0)], at(20))
+        .await?;
+    s.record_triggers(&[trigger(&x, hour(4), 0)], at(30))
+        .await?;
+    let triggers = s.triggers_since(a, origin(), 0).await?;
+    let notes = s.notifications_since(a, origin(), 0).await?;
+    let bars: Vec<_> = triggers.iter().map(|t| t.trigger.bar_time).collect();
+    let times: Vec<_> = triggers.iter().map(|t| t.recorded_at).collect();
+    let us = Duration::microseconds;
+    match db.backend {
+        common::Backend::Postgres => {
+            assert_eq!(bars, [hour(1), hour(2), hour(3), hour(4)], "commit order");
+            assert_eq!(times, [at(20), at(20) + us(1), at(20) + us(2), at(30)]);
+        }
+        common::Backend::Sqlite => {
+            assert_eq!(bars, [hour(2), hour(1), hour(3), hour(4)]);
+            assert_eq!(times, [at(10), at(20), at(20), at(30)]);
+        }
+    }
+    // Each notification has its trigger's time.
+    for n in &notes {
+        let t = triggers.iter().find(|t| t.trigger.id == n.trigger_id);
+        assert_eq!(t.map(|t| t.recorded_at), Some(n.created_at));
+    }
+    assert_eq!(notes.len(), 4);
+    Ok(())
+}
 
 /// From the beginning.
 fn origin() -> Cursor {
@@ -2292,13 +2333,14 @@ async fn triggers_since_lists_in_recording_order(db: TestDb) -> TestResult {
     let x = create(s, a, "x", "BTCUSDT").await;
     let y = create(s, a, "y", "BTCUSDT").await;
     let z = create(s, b, "z", "BTCUSDT").await;
-    // Recorded out of bar order: the listing follows the recording time, then the id.
+    // Recorded out of bar order: the listing follows the recording time, then the id. (The
+    // times increase as the batches commit: see recording_times_follow_commit_order.)
     let late = at(30) + Duration::microseconds(123_456);
-    s.record_triggers(&[trigger(&x, hour(5), 0)], at(20))
-        .await?;
     s.record_triggers(&[trigger(&x, hour(1), 0), trigger(&y, hour(1), 0)], at(10))
         .await?;
-    s.record_triggers(&[trigger(&z, hour(1), 0)], at(10))
+    s.record_triggers(&[trigger(&z, hour(1), 0)], at(15))
+        .await?;
+    s.record_triggers(&[trigger(&x, hour(5), 0)], at(20))
         .await?;
     s.record_triggers(&[trigger(&y, hour(2), 0)], late).await?;
 
@@ -2372,12 +2414,12 @@ async fn notifications_since_lists_in_recording_order(db: TestDb) -> TestResult 
     let z = create(s, b, "z", "BTCUSDT").await;
     let mut quiet = trigger(&y, hour(3), 0);
     quiet.notification = None;
-    s.record_triggers(&[trigger(&x, hour(2), 0), quiet], at(20))
-        .await?;
     let first = s
         .record_triggers(&[trigger(&x, hour(1), 0), trigger(&y, hour(1), 0)], at(10))
         .await?;
-    s.record_triggers(&[trigger(&z, hour(1), 0)], at(10))
+    s.record_triggers(&[trigger(&z, hour(1), 0)], at(15))
+        .await?;
+    s.record_triggers(&[trigger(&x, hour(2), 0), quiet], at(20))
         .await?;
 
     let all = s.notifications_since(a, origin(), 0).await?;
@@ -2754,9 +2796,7 @@ async fn bot_fills_are_recorded_once_with_their_changes(db: TestDb) -> TestResul
 
 /// Two fills that raced: the second to take the bot's lock read its clock first (or in the same
 /// millisecond). The listing is still in fill order, so the last order's average is the deal's.
-async fn bot_orders_are_listed_in_fill_order_whatever_the_callers_clock(
-    db: TestDb,
-) -> TestResult {
+async fn bot_orders_are_listed_in_fill_order_whatever_the_callers_clock(db: TestDb) -> TestResult {
     let s = &db.store;
     let a = user();
     let bot = s.create_bot(a, &new_bot(&ROLES), at(0)).await?;

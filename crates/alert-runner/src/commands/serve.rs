@@ -327,7 +327,12 @@ pub fn run(args: &RunArgs, http: bool) -> anyhow::Result<()> {
 async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
     // Configuration errors first, before anything is opened.
     check_bus(args)?;
-    let ingest = ingest_source(args, http)?;
+    check_shard(args, http)?;
+    let ingest = if args.no_runner {
+        None
+    } else {
+        ingest_source(args, http)?
+    };
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         // Round times as a histogram (cumulative buckets) rather than the default summary
         // (quantiles over a sliding window): a whole run's p99 can be read off it.
@@ -345,7 +350,6 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
         .context("configuring the metrics recorder")?
         .install_recorder()
         .context("installing the metrics recorder")?;
-    check_shard(args, http)?;
     let store = Store::connect(
         &args.database.database_url,
         StoreOptions {
@@ -367,25 +371,34 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
         seed_demo(&store).await?;
     }
 
-    let (source, ingest): (Box<dyn Source>, _) = match ingest {
-        Some((source, api)) => (Box::new(source), Some(api)),
-        None => (source(args)?, None),
+    let (source, ingest): (Option<Box<dyn Source>>, _) = match ingest {
+        Some((source, api)) => (Some(Box::new(source)), Some(api)),
+        None if args.no_runner => (None, None),
+        None => (Some(source(args)?), None),
     };
+    let feed = source
+        .as_ref()
+        .map_or(args.market.feed, |source| source.timeframe());
     let config = RunnerConfig {
         poll: Duration::from_millis(args.poll_ms.max(10)),
-        feed: source.timeframe(),
+        feed,
         // Replayed data is history by design (also when a replay feeds the bus).
         live_only: !(args.source == SourceKind::Replay
             || (args.source == SourceKind::Bus && args.bus.replayed)),
         ..RunnerConfig::default()
     };
     let live = LiveHub::default();
-    // One bot handler for the dispatcher and the API's "close deal now": bot orders are
-    // recorded and published in time order within the process.
+    // Who feeds the API's live events. SQLite: this process's runner and bot handler, as they
+    // record. PostgreSQL: the relay, from the database's announcements of what any process
+    // recorded (other shards, dispatchers, API instances) in commit order; this process's
+    // parts then publish nothing themselves, or events would arrive twice and out of order.
+    let relayed = store.kind() == alert_store::BackendKind::Postgres;
+    let local_live = (!relayed).then(|| live.clone());
+    // One bot handler for the dispatcher and the API's "close deal now".
     let runner_changes = alert_dispatch::Waker::default();
     let bots = alert_bots::live::StoreBots::with_live(
         store.clone(),
-        Some(live.clone()),
+        local_live.clone(),
         Some(runner_changes.clone()),
     );
     // serve runs the dispatcher too, unless told that `dispatch` processes send.
@@ -401,7 +414,7 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
         None
     };
     let outlets = Outlets {
-        live: Some(live.clone()),
+        live: local_live,
         dispatcher: dispatcher.as_ref().map(Dispatcher::waker),
         changes: Some(runner_changes),
     };
@@ -410,6 +423,22 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
     // The dispatcher stops after the runner has flushed its last triggers.
     let dispatch_cancel = CancellationToken::new();
     let dispatch_task = dispatcher.map(|d| tokio::spawn(d.run(dispatch_cancel.clone())));
+    let relay_task = if http && relayed {
+        let (listening, listened) = tokio::sync::oneshot::channel();
+        let relay = alert_dispatch::EventRelay::new(store.clone(), live.clone());
+        let task = tokio::spawn(relay.run(cancel.clone(), Some(listening)));
+        // Streams opened before it listens would end at once: wait for it (a while; it
+        // keeps trying after, and streams end until it listens).
+        if tokio::time::timeout(Duration::from_secs(10), listened)
+            .await
+            .is_err()
+        {
+            tracing::warn!("live events: not listening yet; streams end until it does");
+        }
+        Some(task)
+    } else {
+        None
+    };
 
     // With ingest, the largest request fits whole, with room for the next.
     let capacity = if ingest.is_some() {
@@ -430,8 +459,19 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
     };
     // Unsharded: one runner, started now (the API asks it about market data). Sharded: a
     // runner per term of ownership of the shard's lock, none while standing by.
-    let (market, runner_task): (Option<MarketHandle>, _) = match args.shard {
-        None => {
+    let (market, runner_task): (Option<MarketHandle>, _) = match (source, args.shard) {
+        // An API instance: it serves until told to stop.
+        (None, _) => {
+            // Ready as soon as it answers: it has no market to warm up.
+            readiness.set(true);
+            let cancel = cancel.clone();
+            let task: RunnerTask<'_> = Box::pin(async move {
+                cancel.cancelled().await;
+                Ok(None)
+            });
+            (None, task)
+        }
+        (Some(source), None) => {
             let (mut runner, wanted) = term.start().await?;
             let market = runner.market_handle();
             let task = tokio::spawn(term.run(runner, wanted, source, cancel.clone()));
@@ -439,7 +479,7 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
                 Box::pin(async move { task.await.context("runner task")?.map(Some) });
             (Some(market), task)
         }
-        Some(shard) => {
+        (Some(source), Some(shard)) => {
             let store = store.clone();
             let cancel = cancel.clone();
             let mut first = Some(source);
@@ -580,6 +620,9 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
     cancel.cancel();
     readiness.set(false);
     dispatch_cancel.cancel();
+    if let Some(task) = relay_task {
+        let _ = task.await;
+    }
     if let Some(task) = dispatch_task
         && let Err(e) = task.await
     {
@@ -605,12 +648,31 @@ fn check_shard(args: &RunArgs, http: bool) -> anyhow::Result<()> {
         !http || args.metrics_listen.is_none(),
         "--metrics-listen is for `run`: serve answers /metrics on --listen"
     );
+    if args.no_runner {
+        anyhow::ensure!(
+            http,
+            "--no-runner is for `serve` (an API instance): `run` is the runner"
+        );
+        anyhow::ensure!(
+            is_postgres(&args.database.database_url),
+            "--no-runner needs PostgreSQL (DATABASE_URL postgres://…): an API instance streams the live events other processes record through the database; {} is SQLite",
+            redact_url(&args.database.database_url)
+        );
+        anyhow::ensure!(
+            args.shard.is_none(),
+            "--no-runner runs no runner, so no shard: drop --shard (run the shards with `alert-runner run --shard I/N`)"
+        );
+        anyhow::ensure!(
+            args.source != SourceKind::Ingest,
+            "--no-runner with --source ingest: there is no runner here to take the candles"
+        );
+    }
     let Some(shard) = args.shard else {
         return Ok(());
     };
     let url = args.database.database_url.trim_start();
     anyhow::ensure!(
-        url.starts_with("postgres://") || url.starts_with("postgresql://"),
+        is_postgres(url),
         "--shard {shard} needs PostgreSQL (DATABASE_URL postgres://…): the shards share one database and take their ownership lock there; {} is SQLite",
         redact_url(url)
     );
@@ -619,6 +681,11 @@ fn check_shard(args: &RunArgs, http: bool) -> anyhow::Result<()> {
         "--shard with --source ingest is not supported: candles pushed to one process reach only its runner"
     );
     Ok(())
+}
+
+fn is_postgres(url: &str) -> bool {
+    let url = url.trim_start();
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// The runner (unsharded) or the shard's owner-or-standby loop, to the end.

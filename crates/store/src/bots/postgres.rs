@@ -53,7 +53,7 @@ fn deal_row(row: &PgRow) -> Result<DealRow, StoreError> {
     })
 }
 
-fn order_row(row: &PgRow) -> Result<BotOrderRow, StoreError> {
+pub(crate) fn order_row(row: &PgRow) -> Result<BotOrderRow, StoreError> {
     Ok(BotOrderRow {
         id: row.try_get("id")?,
         bot_id: row.try_get("bot_id")?,
@@ -307,16 +307,15 @@ pub async fn record_bot_fill(
     .fetch_one(&mut *tx)
     .await?;
     let o = &fill.order;
-    // Orders are listed by created_at: the time is the caller's clock, read before this
-    // transaction waited for the bot's lock, so a concurrent fill could carry an earlier or an
-    // equal time. Never earlier than the bot's last order (one tick after it) keeps the list
-    // in fill order, where each order's average price is the deal's after that fill.
+    // Orders are listed, and streamed, by created_at: the caller's clock was read before this
+    // transaction waited for the bot's lock, so a concurrent fill could carry an earlier time.
+    // The bots lane's clock (see live_feed) makes the times increase in commit order, over all
+    // bots: each order's average price is the deal's after the fills listed before it.
+    let now = crate::live_feed::move_lane(&mut tx, crate::live_feed::Lane::Bots, now).await?;
     let order_id: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO bot_orders (bot_id, deal_id, user_id, client_order_id, role, side, price, \
          base_qty, notional, fee, created_at, deal_number, average_price, realized_pnl) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-         GREATEST($11, (SELECT max(created_at) + interval '1 microsecond' FROM bot_orders \
-         WHERE bot_id = $1)), $12, $13, $14) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
          ON CONFLICT (client_order_id) DO NOTHING RETURNING id",
     )
     .bind(fill.bot_id)
@@ -348,6 +347,11 @@ pub async fn record_bot_fill(
     .bind(now)
     .bind(fill.bot_id)
     .execute(&mut *tx)
+    .await?;
+    crate::live_feed::announce(
+        &mut tx,
+        &crate::live_feed::EventNotice::BotOrders(vec![(fill.user_id, order_id)]),
+    )
     .await?;
     tx.commit().await?;
     Ok(FillRecorded::New { order_id, deal_id })
