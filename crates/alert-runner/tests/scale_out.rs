@@ -2,7 +2,8 @@
 //! (a scratch database per run) and NATS JetStream (2.9; `NATS_URL`, default
 //! `nats://127.0.0.1:4222`; a stream and subject prefix of each run's own, deleted at the end
 //! even on failure):
-//! - **reference**: one `run --source replay` and one `dispatch` over a replayed market (three
+//! - **reference**: one `serve --source replay` (a `dispatch` sends what its dispatcher had not
+//!   when the replay ended) over a replayed market (three
 //!   symbols, 240 1m bars, eight alerts in every trigger mode, each sending webhooks to a
 //!   receiver inside the test that verifies every Standard Webhooks signature and processes
 //!   each `webhook-id` once);
@@ -281,21 +282,40 @@ async fn collect(url: &str, receiver: &Receiver) -> RunResult {
     }
 }
 
-/// `run --source replay` (as fast as it goes) and one `dispatch`.
+/// One `serve --source replay` (as fast as it goes; its own dispatcher sends as it records).
+/// serve stops when the replay ends, its dispatcher with it: one `dispatch` sends what was
+/// left.
 async fn reference(dir: &Path) -> RunResult {
     let (db, receiver) = prepare(dir).await;
     let url = db.url();
     let mut procs = Procs::default();
-    let log = dir.join("reference-dispatch.log");
-    let dispatch = procs.add("dispatch", spawn_dispatch(&url, &[], &log), &log);
-    let log = dir.join("reference-run.log");
-    let mut run = spawn_run(&dir.join("market"), &url, None, &[], &log);
-    let status = wait_exit(&mut run, Duration::from_secs(60)).await;
+    let log = dir.join("reference-serve.log");
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["serve", "--source", "replay", "--feed", "1m", "--replay"])
+        .arg(dir.join("market"))
+        .args(["--database-url", &url, "--poll-ms", "100", "--no-dashboard"])
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args([
+            "--webhook-allow-private",
+            "--webhook-timeout-ms",
+            "2000",
+            "--webhook-retry-schedule",
+            &["200ms"; 20].join(","),
+            "--dispatch-poll-ms",
+            "100",
+            "--log-format",
+            "json",
+        ]);
+    log_to(&mut cmd, &log);
+    let mut serve = ok(cmd.spawn(), "spawn serve");
+    let status = wait_exit(&mut serve, Duration::from_secs(60)).await;
     assert!(
         status.is_some_and(|s| s.success()),
-        "the reference run did not finish cleanly: {status:?} (log {})",
+        "the reference serve did not finish cleanly: {status:?} (log {})",
         log.display()
     );
+    let log = dir.join("reference-dispatch.log");
+    let dispatch = procs.add("dispatch", spawn_dispatch(&url, &[], &log), &log);
     assert!(
         drained(&url, Duration::from_secs(60)).await,
         "the reference's outbox did not drain"
@@ -761,7 +781,7 @@ async fn scale_out_records_and_delivers_what_one_process_does() {
     let mut rows = vec![TableRow {
         scenario: "reference",
         done: format!(
-            "one `run --source replay` + one `dispatch` ({:.1} s)",
+            "one `serve --source replay`, then a `dispatch` for what was left ({:.1} s)",
             started.elapsed().as_secs_f64()
         ),
         triggers: format!("—/{}", expected.out.triggers.len()),
