@@ -21,6 +21,8 @@ use uuid::Uuid;
 
 use crate::live::{LiveEvent, LiveHub};
 
+/// Most notifications read together (each names up to about 70 rows).
+const MAX_BATCH: usize = 64;
 /// Longest wait between attempts to listen again.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -101,7 +103,9 @@ impl EventRelay {
             // What else has arrived: read together.
             let mut batch = vec![first];
             let mut gap = false;
-            while let Some(heard) = listener.next_buffered() {
+            while batch.len() < MAX_BATCH
+                && let Some(heard) = listener.next_buffered()
+            {
                 match heard {
                     Heard::Notice(n) => batch.push(n),
                     Heard::Gap => {
