@@ -23,7 +23,11 @@ fn spawn_api(url: &str, log: &std::path::Path) -> (Child, String) {
     cmd.args(["serve", "--no-runner", "--no-dispatch", "--no-dashboard"])
         .args(["--database-url", url])
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--jwt-secret", JWT_SECRET, "--log-format", "json"]);
+        .args(["--jwt-secret", JWT_SECRET, "--log-format", "json"])
+        // The shards' environment, shared in a deployment: an instance reads no market and
+        // ignores it.
+        .env("ALERT_BUS_URL", "nats://127.0.0.1:4222")
+        .env("ALERT_SOURCE", "simulated");
     log_to(&mut cmd, log);
     (
         ok(cmd.spawn(), "spawn serve --no-runner"),

@@ -90,6 +90,11 @@ fn bus_config(args: &RunArgs) -> anyhow::Result<alert_marketdata::BusConfig> {
 
 /// `--bus` belongs to `--source bus`: refused with any other source rather than ignored.
 fn check_bus(args: &RunArgs) -> anyhow::Result<()> {
+    // An API instance reads no market: the shards' settings it may share (one environment
+    // for every process) are not its own.
+    if args.no_runner {
+        return Ok(());
+    }
     if args.source == SourceKind::Bus {
         return bus_config(args).map(drop);
     }
