@@ -338,6 +338,51 @@ mod tests {
         assert!(EventNotice::Triggers(Vec::new()).payloads().is_empty());
     }
 
+    proptest::proptest! {
+        /// Any announcement comes back whole and in order from its payloads, each below the
+        /// limit; and no payload, however malformed, panics the parser.
+        #[test]
+        fn any_notice_round_trips(
+            entries in proptest::collection::vec(
+                (proptest::prelude::any::<u128>(), proptest::prelude::any::<u128>(), proptest::option::of(proptest::prelude::any::<u128>())),
+                0..400,
+            ),
+            orders in proptest::collection::vec((proptest::prelude::any::<u128>(), proptest::prelude::any::<u128>()), 0..200),
+            junk in ".{0,200}",
+        ) {
+            let refs: Vec<TriggerRef> = entries
+                .iter()
+                .map(|(u, t, n)| TriggerRef { user: id(*u), trigger: id(*t), notification: n.map(id) })
+                .collect();
+            let pairs: Vec<(Uuid, Uuid)> = orders.iter().map(|(u, o)| (id(*u), id(*o))).collect();
+            for notice in [EventNotice::Triggers(refs), EventNotice::BotOrders(pairs)] {
+                let payloads = notice.payloads();
+                proptest::prop_assert!(payloads.iter().all(|p| p.len() <= MAX_PAYLOAD));
+                let mut back: Option<EventNotice> = None;
+                for p in &payloads {
+                    let parsed = EventNotice::parse(p);
+                    proptest::prop_assert!(parsed.is_some(), "{p}");
+                    back = match (back, parsed) {
+                        (None, p) => p,
+                        (Some(EventNotice::Triggers(mut a)), Some(EventNotice::Triggers(b))) => { a.extend(b); Some(EventNotice::Triggers(a)) }
+                        (Some(EventNotice::BotOrders(mut a)), Some(EventNotice::BotOrders(b))) => { a.extend(b); Some(EventNotice::BotOrders(a)) }
+                        (a, b) => { proptest::prop_assert!(false, "mixed kinds {a:?} {b:?}"); None }
+                    };
+                }
+                let empty = match &notice {
+                    EventNotice::Triggers(r) => r.is_empty(),
+                    EventNotice::BotOrders(p) => p.is_empty(),
+                };
+                if empty {
+                    proptest::prop_assert!(payloads.is_empty());
+                } else {
+                    proptest::prop_assert_eq!(back, Some(notice));
+                }
+            }
+            let _ = EventNotice::parse(&junk);
+        }
+    }
+
     #[test]
     fn payloads_of_other_versions_are_not_read() {
         for bad in ["", "x 1,2", "t nonsense", "t a,b,c,d", "b 1", "t ,"] {
