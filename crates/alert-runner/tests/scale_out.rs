@@ -295,17 +295,7 @@ async fn reference(dir: &Path) -> RunResult {
         .arg(dir.join("market"))
         .args(["--database-url", &url, "--poll-ms", "100", "--no-dashboard"])
         .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-        .args([
-            "--webhook-allow-private",
-            "--webhook-timeout-ms",
-            "2000",
-            "--webhook-retry-schedule",
-            &["200ms"; 20].join(","),
-            "--dispatch-poll-ms",
-            "100",
-            "--log-format",
-            "json",
-        ]);
+        .args(dispatch_flags());
     log_to(&mut cmd, &log);
     let mut serve = ok(cmd.spawn(), "spawn serve");
     let status = wait_exit(&mut serve, Duration::from_secs(60)).await;

@@ -144,13 +144,14 @@ impl ScratchDatabase {
     /// applies them when it connects).
     pub async fn create(url: &str) -> Result<Self, StoreError> {
         let tag = Uuid::new_v4().simple().to_string();
-        if url.starts_with("sqlite:") {
+        let kind = crate::BackendKind::of_url(url);
+        if kind == Some(crate::BackendKind::Sqlite) {
             let dir = std::env::temp_dir().join(format!("alert-store-bench-{tag}"));
             std::fs::create_dir_all(&dir)
                 .map_err(|e| StoreError::Config(format!("bench: create {}: {e}", dir.display())))?;
             let url = format!("sqlite://{}", dir.join("bench.db").display());
             Ok(Self(Scratch::Sqlite { dir, url }))
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        } else if kind == Some(crate::BackendKind::Postgres) {
             let name = format!("alert_store_bench_{tag}");
             let mut conn = sqlx::PgConnection::connect(url).await?;
             sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))

@@ -100,42 +100,61 @@ pub enum BackendKind {
     Postgres,
 }
 
+impl BackendKind {
+    /// The database a `DATABASE_URL` names: `sqlite:…`, or `postgres://…` / `postgresql://…`;
+    /// `None` for anything else.
+    pub fn of_url(url: &str) -> Option<Self> {
+        let url = url.trim_start();
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
 impl Store {
     /// Opens `url`: `sqlite://path` (created if missing; `sqlite::memory:` for a private
     /// in-memory database) or `postgres://…` / `postgresql://…`.
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
-        let backend = if url.starts_with("sqlite:") {
-            let connect = sqlx::sqlite::SqliteConnectOptions::from_str(url)
-                .map_err(|e| StoreError::Config(format!("DATABASE_URL {url:?}: {e}")))?
-                .create_if_missing(true)
-                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
-                .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(10));
-            let memory = url.contains(":memory:") || url.contains("mode=memory");
-            let pool = sqlx::sqlite::SqlitePoolOptions::new()
-                // One connection for an in-memory database: each connection would get its own.
-                .max_connections(if memory {
-                    1
-                } else {
-                    options.max_connections.max(1)
-                })
-                .connect_with(connect)
-                .await?;
-            Backend::Sqlite(pool)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let connect = sqlx::postgres::PgConnectOptions::from_str(url)
-                .map_err(|e| StoreError::Config(format!("DATABASE_URL: {e}")))?;
-            let pool = sqlx::postgres::PgPoolOptions::new()
-                .max_connections(options.max_connections.max(2))
-                .acquire_timeout(Duration::from_secs(10))
-                .connect_with(connect)
-                .await?;
-            Backend::Postgres(pool)
-        } else {
-            return Err(StoreError::Config(format!(
-                "DATABASE_URL {url:?}: expected sqlite://PATH or postgres://USER@HOST/DB"
-            )));
+        let backend = match BackendKind::of_url(url) {
+            Some(BackendKind::Sqlite) => {
+                let connect = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+                    .map_err(|e| StoreError::Config(format!("DATABASE_URL {url:?}: {e}")))?
+                    .create_if_missing(true)
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(10));
+                let memory = url.contains(":memory:") || url.contains("mode=memory");
+                let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                    // One connection for an in-memory database: each connection would get its own.
+                    .max_connections(if memory {
+                        1
+                    } else {
+                        options.max_connections.max(1)
+                    })
+                    .connect_with(connect)
+                    .await?;
+                Backend::Sqlite(pool)
+            }
+            Some(BackendKind::Postgres) => {
+                let connect = sqlx::postgres::PgConnectOptions::from_str(url)
+                    .map_err(|e| StoreError::Config(format!("DATABASE_URL: {e}")))?;
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(options.max_connections.max(2))
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(connect)
+                    .await?;
+                Backend::Postgres(pool)
+            }
+            None => {
+                return Err(StoreError::Config(format!(
+                    "DATABASE_URL {url:?}: expected sqlite://PATH or postgres://USER@HOST/DB"
+                )));
+            }
         };
         let store = Self {
             backend,

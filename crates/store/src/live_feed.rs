@@ -255,23 +255,19 @@ impl Store {
 
     /// Triggers by id, any user's (service path: what a listener streams).
     pub async fn triggers_by_id(&self, ids: &[Uuid]) -> Result<Vec<RecordedTrigger>, StoreError> {
-        let pool = postgres_only(self)?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query("SELECT * FROM alert_triggers WHERE id = ANY($1)")
-            .bind(ids)
-            .fetch_all(pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
+        rows_by_id(
+            self,
+            "SELECT * FROM alert_triggers WHERE id = ANY($1)",
+            ids,
+            |r| {
                 use sqlx::Row;
                 Ok(RecordedTrigger {
                     trigger: crate::postgres::trigger_row(r)?,
                     recorded_at: r.try_get("created_at")?,
                 })
-            })
-            .collect()
+            },
+        )
+        .await
     }
 
     /// Notifications by id, any user's (service path).
@@ -279,29 +275,40 @@ impl Store {
         &self,
         ids: &[Uuid],
     ) -> Result<Vec<NotificationRow>, StoreError> {
-        let pool = postgres_only(self)?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query("SELECT * FROM notifications WHERE id = ANY($1)")
-            .bind(ids)
-            .fetch_all(pool)
-            .await?;
-        rows.iter().map(crate::postgres::notification_row).collect()
+        rows_by_id(
+            self,
+            "SELECT * FROM notifications WHERE id = ANY($1)",
+            ids,
+            crate::postgres::notification_row,
+        )
+        .await
     }
 
     /// Bot orders by id, any user's (service path).
     pub async fn bot_orders_by_id(&self, ids: &[Uuid]) -> Result<Vec<BotOrderRow>, StoreError> {
-        let pool = postgres_only(self)?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query("SELECT * FROM bot_orders WHERE id = ANY($1)")
-            .bind(ids)
-            .fetch_all(pool)
-            .await?;
-        rows.iter().map(crate::bots::postgres::order_row).collect()
+        rows_by_id(
+            self,
+            "SELECT * FROM bot_orders WHERE id = ANY($1)",
+            ids,
+            crate::bots::postgres::order_row,
+        )
+        .await
     }
+}
+
+/// The rows `sql` (`… WHERE id = ANY($1)`) reads for `ids`, each through `read`.
+async fn rows_by_id<T>(
+    store: &Store,
+    sql: &'static str,
+    ids: &[Uuid],
+    read: impl Fn(&sqlx::postgres::PgRow) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let pool = postgres_only(store)?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(sql).bind(ids).fetch_all(pool).await?;
+    rows.iter().map(read).collect()
 }
 
 #[cfg(test)]

@@ -98,7 +98,8 @@ pub fn run(args: &BenchServeArgs) -> anyhow::Result<()> {
         "--webhook-share must be from 0 to 1"
     );
     anyhow::ensure!(
-        args.database.database_url.starts_with("postgres"),
+        alert_store::BackendKind::of_url(&args.database.database_url)
+            == Some(alert_store::BackendKind::Postgres),
         "--database-url: expected a postgres:// URL (the scale run is on PostgreSQL)"
     );
     if args.api_rate > 0.0 {

@@ -13,7 +13,7 @@ use alert_marketdata::{
 };
 use alert_runtime::marketdata::Wanted;
 use alert_runtime::{MarketHandle, Outlets, Readiness, Runner, RunnerConfig, RunnerStats};
-use alert_store::{Limits, Store, StoreOptions};
+use alert_store::{BackendKind, Limits, Store, StoreOptions};
 use anyhow::Context;
 use axum::Router;
 use axum::extract::State;
@@ -289,6 +289,33 @@ pub(crate) fn metrics_route(
     })
 }
 
+/// `/healthz`, `/readyz` and `/metrics`: what `serve` answers beside its API, and `run` with
+/// `--metrics-listen` alone.
+fn ops_routes(
+    readiness: Readiness,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    token: Option<&str>,
+) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(readiness)
+        .route("/metrics", metrics_route(metrics, token))
+}
+
+/// Serves `app` on `listener` until `cancel`, then lets the open requests finish.
+fn spawn_server(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { cancel.cancelled().await })
+            .await
+    })
+}
+
 async fn readyz(State(ready): State<Readiness>) -> impl IntoResponse {
     if ready.is_ready() {
         (StatusCode::OK, "ready")
@@ -397,7 +424,7 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
     // record. PostgreSQL: the relay, from the database's announcements of what any process
     // recorded (other shards, dispatchers, API instances) in commit order; this process's
     // parts then publish nothing themselves, or events would arrive twice and out of order.
-    let relayed = store.kind() == alert_store::BackendKind::Postgres;
+    let relayed = store.kind() == BackendKind::Postgres;
     let local_live = (!relayed).then(|| live.clone());
     // One bot handler for the dispatcher and the API's "close deal now".
     let runner_changes = alert_dispatch::Waker::default();
@@ -511,26 +538,18 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
         }
     };
 
+    let ops = ops_routes(readiness.clone(), metrics, args.metrics_token.as_deref());
     let server = if http {
-        let mut app = Router::new()
-            .route("/healthz", get(healthz))
-            .route("/readyz", get(readyz))
-            .with_state(readiness.clone())
-            .route(
-                "/metrics",
-                metrics_route(metrics, args.metrics_token.as_deref()),
-            );
+        let mut app = ops;
         let jwt_secret = crate::commands::token::jwt_secret(args.jwt_secret.as_deref())?;
         // The dashboard's "demo token" button: only on the embedded default (SQLite, the
         // generated secret, the demo user seeded), never with a configured secret.
-        let demo_token = (demo
-            && args.jwt_secret.is_none()
-            && matches!(store.kind(), alert_store::BackendKind::Sqlite))
-        .then(|| alert_api::demo::DemoToken {
-            jwt_secret: jwt_secret.clone(),
-            user: crate::commands::DEMO_USER,
-            ttl: Duration::from_secs(24 * 3600),
-        });
+        let demo_token = (demo && args.jwt_secret.is_none() && store.kind() == BackendKind::Sqlite)
+            .then(|| alert_api::demo::DemoToken {
+                jwt_secret: jwt_secret.clone(),
+                user: crate::commands::DEMO_USER,
+                ttl: Duration::from_secs(24 * 3600),
+            });
         let api_state = alert_api::ApiState {
             store: store.clone(),
             auth: std::sync::Arc::new(
@@ -588,22 +607,9 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
                 tracing::warn!(%addr, "the dashboard's demo token is served to anyone who can reach this address (embedded default): listen on 127.0.0.1, or set SUPABASE_JWT_SECRET or --demo false");
             }
         }
-        let token = cancel.clone();
-        Some(tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .await
-        }))
+        Some(spawn_server(listener, app, cancel.clone()))
     } else if let Some(listen) = &args.metrics_listen {
         // run: the operations endpoints only.
-        let app = Router::new()
-            .route("/healthz", get(healthz))
-            .route("/readyz", get(readyz))
-            .with_state(readiness.clone())
-            .route(
-                "/metrics",
-                metrics_route(metrics, args.metrics_token.as_deref()),
-            );
         let addr: SocketAddr = listen.parse().with_context(|| {
             format!("--metrics-listen {listen:?}: expected an address such as 127.0.0.1:9090")
         })?;
@@ -611,12 +617,7 @@ async fn serve(args: &RunArgs, http: bool) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {addr}"))?;
         tracing::info!(%addr, "listening: /healthz /readyz /metrics");
-        let token = cancel.clone();
-        Some(tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .await
-        }))
+        Some(spawn_server(listener, ops, cancel.clone()))
     } else {
         None
     };
@@ -659,7 +660,7 @@ fn check_shard(args: &RunArgs, http: bool) -> anyhow::Result<()> {
             "--no-runner is for `serve` (an API instance): `run` is the runner"
         );
         anyhow::ensure!(
-            is_postgres(&args.database.database_url),
+            BackendKind::of_url(&args.database.database_url) == Some(BackendKind::Postgres),
             "--no-runner needs PostgreSQL (DATABASE_URL postgres://…): an API instance streams the live events other processes record through the database; {} is SQLite",
             redact_url(&args.database.database_url)
         );
@@ -677,7 +678,7 @@ fn check_shard(args: &RunArgs, http: bool) -> anyhow::Result<()> {
     };
     let url = args.database.database_url.trim_start();
     anyhow::ensure!(
-        is_postgres(url),
+        BackendKind::of_url(url) == Some(BackendKind::Postgres),
         "--shard {shard} needs PostgreSQL (DATABASE_URL postgres://…): the shards share one database and take their ownership lock there; {} is SQLite",
         redact_url(url)
     );
@@ -686,11 +687,6 @@ fn check_shard(args: &RunArgs, http: bool) -> anyhow::Result<()> {
         "--shard with --source ingest is not supported: candles pushed to one process reach only its runner"
     );
     Ok(())
-}
-
-fn is_postgres(url: &str) -> bool {
-    let url = url.trim_start();
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// The runner (unsharded) or the shard's owner-or-standby loop, to the end.

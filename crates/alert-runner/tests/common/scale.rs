@@ -239,24 +239,31 @@ pub fn spawn_run(
     ok(cmd.spawn(), "spawn run")
 }
 
-/// `alert-runner dispatch` with loopback receivers allowed and quick retries.
+/// Dispatcher flags of these tests (`dispatch`, or `serve`'s own dispatcher): loopback
+/// receivers allowed, quick retries, quick polls, JSON logs.
+pub fn dispatch_flags() -> Vec<String> {
+    [
+        "--webhook-allow-private",
+        "--webhook-timeout-ms",
+        "2000",
+        "--webhook-retry-schedule",
+        &["200ms"; 20].join(","),
+        "--dispatch-poll-ms",
+        "100",
+        "--log-format",
+        "json",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// `alert-runner dispatch` with [`dispatch_flags`].
 pub fn spawn_dispatch(url: &str, extra: &[&str], log: &Path) -> Child {
     let mut cmd = Command::new(BIN);
     cmd.args(["dispatch", "--database-url", url])
         .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-        .args([
-            "--webhook-allow-private",
-            "--webhook-timeout-ms",
-            "2000",
-            "--webhook-retry-schedule",
-            &["200ms"; 20].join(","),
-            "--dispatch-poll-ms",
-            "100",
-            "--dispatch-shutdown-grace-ms",
-            "3000",
-            "--log-format",
-            "json",
-        ])
+        .args(dispatch_flags())
+        .args(["--dispatch-shutdown-grace-ms", "3000"])
         .args(extra);
     log_to(&mut cmd, log);
     ok(cmd.spawn(), "spawn dispatch")
