@@ -5,7 +5,6 @@
 //! exactly the (alert, bar) triggers `alert-runner run --source replay` records on the same
 //! files. The test makes its own stream (unique name and subject prefix) and deletes it.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,7 +12,6 @@ use std::time::{Duration, Instant};
 use alert_marketdata::bus::async_nats::jetstream;
 use alert_marketdata::bus::{self, StreamSettings, Subjects};
 use alert_store::bench::ScratchDatabase;
-use sqlx::{Connection, Row};
 
 #[path = "common/scale.rs"]
 mod scale;
@@ -97,23 +95,6 @@ async fn scratch_with_alerts(dir: &Path, log: &Path) -> ScratchDatabase {
     db
 }
 
-async fn triggers(url: &str) -> BTreeSet<(String, i64)> {
-    let mut conn = ok(sqlx::PgConnection::connect(url).await, "connect");
-    let rows = ok(
-        sqlx::query(
-            "SELECT a.name, (extract(epoch FROM t.bar_time) * 1000)::bigint AS bar \
-             FROM alert_triggers t JOIN alerts a ON a.id = t.alert_id",
-        )
-        .fetch_all(&mut conn)
-        .await,
-        "read triggers",
-    );
-    let _ = conn.close().await;
-    rows.iter()
-        .map(|r| (r.get::<String, _>("name"), r.get::<i64, _>("bar")))
-        .collect()
-}
-
 struct Proc(Child);
 
 impl Drop for Proc {
@@ -159,7 +140,7 @@ async fn run_on_the_bus_records_what_run_on_the_replay_records() {
         "run --source replay",
         &log,
     );
-    let expected = triggers(replay_db.url()).await;
+    let expected = outcome(replay_db.url()).await.triggers;
     assert!(expected.len() > 100, "the alerts fire: {}", expected.len());
 
     // The bus: a stream of this test's own, made first (ingest uses it as it is).
@@ -257,7 +238,7 @@ async fn run_on_the_bus_records_what_run_on_the_replay_records() {
     }
     // Recorded by now or at the latest while shutting down.
     let settle = Instant::now();
-    while triggers(bus_db.url()).await.len() < expected.len()
+    while outcome(bus_db.url()).await.triggers.len() < expected.len()
         && settle.elapsed() < Duration::from_secs(10)
     {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -270,7 +251,7 @@ async fn run_on_the_bus_records_what_run_on_the_replay_records() {
         status.is_some_and(|s| s.success()),
         "run --source bus stops cleanly: {status:?}"
     );
-    let got = triggers(bus_db.url()).await;
+    let got = outcome(bus_db.url()).await.triggers;
     let missing: Vec<_> = expected.difference(&got).take(10).collect();
     let extra: Vec<_> = got.difference(&expected).take(10).collect();
     assert!(

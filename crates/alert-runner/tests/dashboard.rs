@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use alert_store::bench::ScratchDatabase;
 use serde_json::{Value, json};
 
+#[path = "common/scale.rs"]
+mod scale;
+
 const BIN: &str = env!("CARGO_BIN_EXE_alert-runner");
 const SECRET: &str = "dashboard-test-secret-with-at-least-32-characters";
 
@@ -37,26 +40,12 @@ impl Serve {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
-
-fn postgres_admin() -> String {
-    std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
 /// `serve` on the simulated market in a fresh directory (its working directory: the embedded
 /// default's database and JWT secret file go there) with `args`.
 async fn serve(args: &[&str], env: &[(&str, &str)]) -> Serve {
     let dir = std::env::temp_dir().join(format!("ar-dash-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    let port = free_port();
+    let port = scale::free_port();
     let mut cmd = Command::new(BIN);
     cmd.args(["serve", "--log-format", "json", "--poll-ms", "100"])
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -76,15 +65,8 @@ async fn serve(args: &[&str], env: &[(&str, &str)]) -> Serve {
         base: format!("http://127.0.0.1:{port}"),
         dir,
     };
-    let client = reqwest::Client::new();
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(60) {
-        if let Ok(r) = client.get(format!("{}/readyz", s.base)).send().await
-            && r.status().is_success()
-        {
-            return s;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if scale::wait_ready(&s.base, Duration::from_secs(60)).await {
+        return s;
     }
     panic!("serve did not get ready: {}", s.logs())
 }
@@ -205,7 +187,7 @@ async fn no_demo_token_without_the_demo_user() {
 
 #[tokio::test]
 async fn no_demo_token_on_postgres() {
-    let db = ScratchDatabase::create(&postgres_admin()).await.unwrap();
+    let db = ScratchDatabase::create(&scale::admin_url()).await.unwrap();
     let s = serve(&["--database-url", db.url()], &[]).await;
     let (status, _) = demo_token_status(&s).await;
     drop(s);
@@ -297,7 +279,7 @@ async fn evaluate_unsaved_alert_sqlite() {
 
 #[tokio::test]
 async fn evaluate_unsaved_alert_postgres() {
-    let db = ScratchDatabase::create(&postgres_admin()).await.unwrap();
+    let db = ScratchDatabase::create(&scale::admin_url()).await.unwrap();
     evaluate_unsaved(&["--demo", "true", "--database-url", db.url()]).await;
     db.remove().await.unwrap();
 }

@@ -102,24 +102,7 @@ async fn two_shards_record_exactly_what_one_run_records() {
         got.by_symbol
     );
     assert_eq!(got.duplicates, 0);
-    assert_eq!(
-        got.triggers.len(),
-        expected.triggers.len(),
-        "missing {:?}, unexpected {:?}",
-        expected
-            .triggers
-            .difference(&got.triggers)
-            .take(5)
-            .collect::<Vec<_>>(),
-        got.triggers
-            .difference(&expected.triggers)
-            .take(5)
-            .collect::<Vec<_>>()
-    );
-    assert!(
-        got.triggers == expected.triggers,
-        "the same (alert, bar) set"
-    );
+    assert_same_set(&got.triggers, &expected.triggers, "(alert, bar) triggers");
     assert_eq!(got.by_symbol, expected.by_symbol);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -278,24 +261,7 @@ async fn the_standby_takes_over_when_the_owner_is_killed() {
         got.duplicates
     );
     assert_eq!(got.duplicates, 0, "nothing doubled");
-    assert_eq!(
-        got.triggers.len(),
-        expected.triggers.len(),
-        "missing {:?}, unexpected {:?}",
-        expected
-            .triggers
-            .difference(&got.triggers)
-            .take(5)
-            .collect::<Vec<_>>(),
-        got.triggers
-            .difference(&expected.triggers)
-            .take(5)
-            .collect::<Vec<_>>()
-    );
-    assert!(
-        got.triggers == expected.triggers,
-        "the same (alert, bar) set"
-    );
+    assert_same_set(&got.triggers, &expected.triggers, "(alert, bar) triggers");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

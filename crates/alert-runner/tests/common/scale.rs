@@ -51,6 +51,37 @@ pub fn free_port() -> u16 {
     ok(listener.local_addr(), "local addr").port()
 }
 
+/// Whether `{base}/readyz` answers 200 within `limit`.
+pub async fn wait_ready(base: &str, limit: Duration) -> bool {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// `got` is `expected`: the same size (else which are missing and unexpected), the same set.
+pub fn assert_same_set<T: Ord + std::fmt::Debug>(
+    got: &BTreeSet<T>,
+    expected: &BTreeSet<T>,
+    what: &str,
+) {
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "{what}: missing {:?}, unexpected {:?}",
+        expected.difference(got).take(5).collect::<Vec<_>>(),
+        got.difference(expected).take(5).collect::<Vec<_>>()
+    );
+    assert!(got == expected, "{what}: the same set");
+}
+
 pub fn tempdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("ar-{tag}-{}", uuid::Uuid::new_v4().simple()));
     ok(std::fs::create_dir_all(&d), "create temp dir");
