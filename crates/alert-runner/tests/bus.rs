@@ -17,7 +17,7 @@ use alert_store::bench::ScratchDatabase;
 mod scale;
 
 use scale::{
-    BARS, BIN, SYMBOLS, admin_url, nats_url, ok, tempdir, unique, wait_exit, write_market,
+    BARS, BIN, SYMBOLS, admin_url, nats_url, ok, outcome, tempdir, unique, wait_exit, write_market,
 };
 
 const USER: &str = "b0500000-0000-4000-8000-000000000001";
